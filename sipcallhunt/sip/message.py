@@ -1,0 +1,612 @@
+"""SIP messages: parse, build and serialize requests and responses (RFC 3261 §7, §18.3, §25).
+
+Theory of operation
+-------------------
+A message is a frozen value: start line, an ordered tuple of ``(name, value)`` header fields
+and a body.  ``parse_message(data)`` turns one datagram (or one framed TCP message) into a
+:class:`SipRequest` or :class:`SipResponse`; ``bytes(msg)`` turns it back.  Header names are
+stored in their canonical long form (``v`` → ``Via``), folded lines are unfolded, and the
+comma-separated list headers (Via, Contact, Route, ...) are split into one field per value,
+so ``msg.headers.get_all("Via")`` is the Via stack.  ``Content-Length`` is framing, not
+content: the parser consumes it and the serializer always writes the right one.
+
+Anything unparseable raises :class:`~sipcallhunt.errors.SipParseError` and nothing else; when
+start line and headers were readable, the error carries them in ``partial`` so that a request
+can still be answered (400, 505...).
+
+:class:`StreamFramer` cuts a TCP byte stream into messages using Content-Length (§18.3) and
+reports CRLF keep-alives (RFC 5626 §3.5.1).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "COMPACT_FORMS",
+    "KeepAlive",
+    "SipMessage",
+    "SipRequest",
+    "SipResponse",
+    "StreamFramer",
+    "canonical_name",
+    "parse_message",
+    "reason_phrase",
+]
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+import attrs
+
+from sipcallhunt.errors import SipParseError
+from sipcallhunt.sip.uri import CSeq, NameAddr, SipUri, Via, split_comma_list
+
+MAX_MESSAGE_SIZE: Final = 65536
+"""Largest message accepted (datagram or framed stream message)."""
+
+COMPACT_FORMS: Final[dict[str, str]] = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_CANONICAL: Final[dict[str, str]] = {
+    name.lower(): name
+    for name in (
+        "Accept",
+        "Accept-Contact",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Allow",
+        "Allow-Events",
+        "Authentication-Info",
+        "Authorization",
+        "Call-ID",
+        "Call-Info",
+        "Contact",
+        "Content-Disposition",
+        "Content-Encoding",
+        "Content-Language",
+        "Content-Length",
+        "Content-Type",
+        "CSeq",
+        "Date",
+        "Error-Info",
+        "Event",
+        "Expires",
+        "From",
+        "Identity",
+        "In-Reply-To",
+        "Max-Forwards",
+        "Min-Expires",
+        "Min-SE",
+        "MIME-Version",
+        "Organization",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Priority",
+        "Privacy",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Require",
+        "RAck",
+        "Reason",
+        "Record-Route",
+        "Refer-To",
+        "Referred-By",
+        "Reject-Contact",
+        "Remote-Party-ID",
+        "Reply-To",
+        "Request-Disposition",
+        "Require",
+        "Retry-After",
+        "Route",
+        "RSeq",
+        "Server",
+        "Session-Expires",
+        "Subject",
+        "Supported",
+        "Timestamp",
+        "To",
+        "Unsupported",
+        "User-Agent",
+        "Via",
+        "Warning",
+        "WWW-Authenticate",
+    )
+}
+
+LIST_HEADERS: Final = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "alert-info",
+        "allow",
+        "allow-events",
+        "call-info",
+        "contact",
+        "content-encoding",
+        "content-language",
+        "error-info",
+        "in-reply-to",
+        "p-asserted-identity",
+        "proxy-require",
+        "record-route",
+        "require",
+        "route",
+        "supported",
+        "unsupported",
+        "via",
+        "warning",
+    }
+)
+"""Headers whose comma-separated values are split into one field each (RFC 3261 §7.3.1)."""
+
+_TOKEN_RE = re.compile(r"[a-zA-Z0-9\-.!%*_+`'~]+")
+_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+_REQUEST_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+) (\S+) (SIP/\d+\.\d+)")
+_STATUS_LINE_RE = re.compile(r"(SIP/\d+\.\d+) (\d{3}) ?(.*)")
+
+_REASONS: Final[dict[int, str]] = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    422: "Session Interval Too Small",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+
+def reason_phrase(status: int) -> str:
+    """The RFC reason phrase for ``status`` (a generic one for unknown codes)."""
+    return _REASONS.get(status) or _REASONS.get(status // 100 * 100, "Unknown")
+
+
+def canonical_name(name: str) -> str:
+    """Long, canonically capitalised form of a header name (``v`` → ``Via``, ``call-id`` → ``Call-ID``)."""
+    lname = name.lower()
+    if len(lname) == 1 and lname in COMPACT_FORMS:
+        return COMPACT_FORMS[lname]
+    return _CANONICAL.get(lname, name)
+
+
+@attrs.frozen
+class Headers:
+    """Ordered header fields with case-insensitive lookup.
+
+    ``items`` holds ``(canonical name, value)`` pairs in wire order.  Methods that change
+    something return a new :class:`Headers`.
+    """
+
+    items: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
+        return cls(tuple((canonical_name(k), v) for k, v in pairs))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        lname = canonical_name(name).lower()
+        for key, value in self.items:
+            if key.lower() == lname:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        lname = canonical_name(name).lower()
+        return [value for key, value in self.items if key.lower() == lname]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def without(self, *names: str) -> Headers:
+        lnames = {canonical_name(n).lower() for n in names}
+        return Headers(tuple((k, v) for k, v in self.items if k.lower() not in lnames))
+
+    def with_(self, name: str, value: str | Iterable[str]) -> Headers:
+        """Replace every field called ``name`` by ``value`` (one field per item), in place of the first."""
+        name = canonical_name(name)
+        lname = name.lower()
+        values = [value] if isinstance(value, str) else list(value)
+        out: list[tuple[str, str]] = []
+        placed = False
+        for key, old in self.items:
+            if key.lower() == lname:
+                if not placed:
+                    out.extend((name, v) for v in values)
+                    placed = True
+                continue
+            out.append((key, old))
+        if not placed:
+            out.extend((name, v) for v in values)
+        return Headers(tuple(out))
+
+    def appended(self, name: str, value: str) -> Headers:
+        return Headers((*self.items, (canonical_name(name), value)))
+
+    def prepended(self, name: str, value: str) -> Headers:
+        """Insert ``name: value`` before the first field of that name (a new top Via)."""
+        name = canonical_name(name)
+        lname = name.lower()
+        for index, (key, _) in enumerate(self.items):
+            if key.lower() == lname:
+                return Headers((*self.items[:index], (name, value), *self.items[index:]))
+        return Headers(((name, value), *self.items))
+
+
+class _MessageMixin:
+    """Typed accessors shared by requests and responses."""
+
+    headers: Headers
+    body: bytes
+
+    # Single-valued headers, parsed on demand; each raises SipParseError if missing or bad.
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("Call-ID")
+        if not value:
+            raise SipParseError("missing Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> CSeq:
+        value = self.headers.get("CSeq")
+        if value is None:
+            raise SipParseError("missing CSeq")
+        return CSeq.parse(value)
+
+    @property
+    def from_(self) -> NameAddr:
+        value = self.headers.get("From")
+        if value is None:
+            raise SipParseError("missing From")
+        return NameAddr.parse(value)
+
+    @property
+    def to(self) -> NameAddr:
+        value = self.headers.get("To")
+        if value is None:
+            raise SipParseError("missing To")
+        return NameAddr.parse(value)
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        value = self.headers.get("Via")
+        if value is None:
+            raise SipParseError("missing Via")
+        return Via.parse(value)
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.headers.get_all("Contact")]
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.headers.get_all("Record-Route")]
+
+    @property
+    def content_type(self) -> str | None:
+        """Media type in lower case without parameters (``application/sdp``)."""
+        value = self.headers.get("Content-Type")
+        if value is None:
+            return None
+        return value.split(";", 1)[0].strip().lower()
+
+    def header_tokens(self, name: str) -> set[str]:
+        """Lower-cased tokens of a list header such as Supported, Require or Allow."""
+        return {v.strip().lower() for v in self.headers.get_all(name) if v.strip()}
+
+    def _serialize(self, start_line: str) -> bytes:
+        lines = [start_line]
+        for key, value in self.headers.items:
+            if key != "Content-Length":
+                lines.append(f"{key}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+
+@attrs.frozen
+class SipRequest(_MessageMixin):
+    """A SIP request.  ``uri`` is the Request-URI as it appeared on the wire."""
+
+    method: str
+    uri: str
+    headers: Headers = Headers()
+    body: bytes = b""
+    version: str = "SIP/2.0"
+
+    @property
+    def request_uri(self) -> SipUri:
+        return SipUri.parse(self.uri)
+
+    def __bytes__(self) -> bytes:
+        return self._serialize(f"{self.method} {self.uri} {self.version}")
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} {self.version}"
+
+    def evolve(self, **changes: object) -> SipRequest:
+        return attrs.evolve(self, **changes)  # type: ignore[misc]
+
+
+@attrs.frozen
+class SipResponse(_MessageMixin):
+    """A SIP response."""
+
+    status: int
+    reason: str
+    headers: Headers = Headers()
+    body: bytes = b""
+    version: str = "SIP/2.0"
+
+    def __bytes__(self) -> bytes:
+        return self._serialize(f"{self.version} {self.status} {self.reason}")
+
+    def start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.status < 200
+
+    def evolve(self, **changes: object) -> SipResponse:
+        return attrs.evolve(self, **changes)  # type: ignore[misc]
+
+
+SipMessage = SipRequest | SipResponse
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    """Split at the blank line; also accept bare-LF line ends, which some peers send."""
+    index = data.find(b"\r\n\r\n")
+    if index >= 0:
+        return data[:index], data[index + 4 :]
+    index = data.find(b"\n\n")
+    if index >= 0:
+        return data[:index], data[index + 2 :]
+    # A message without a body may lack the final blank line on UDP.
+    return data.rstrip(b"\r\n"), b""
+
+
+def _parse_content_length(value: str) -> int:
+    value = value.strip()
+    if not value.isdigit() or len(value) > 9:
+        raise SipParseError(f"invalid Content-Length: {value!r}")
+    return int(value)
+
+
+_MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
+    """Parse one SIP message.
+
+    On a datagram (``stream=False``) a Content-Length shorter than the rest truncates the body and
+    a longer one is an error (RFC 3261 §18.3); without Content-Length the body is the rest.  With
+    ``stream=True`` (one message already cut by :class:`StreamFramer`) the same rules apply.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise SipParseError(f"message too large ({len(data)} bytes)", status=513)
+    data = data.lstrip(b"\r\n")
+    if not data:
+        raise SipParseError("empty message")
+    head_bytes, rest = _split_head(data)
+    try:
+        head = head_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SipParseError(f"header section is not UTF-8: {exc}") from None
+    head = _FOLD_RE.sub(" ", head)
+    lines = head.replace("\r\n", "\n").split("\n")
+    start = lines[0]
+
+    pairs: list[tuple[str, str]] = []
+    content_length: int | None = None
+    for line in lines[1:]:
+        if not line:
+            raise SipParseError("empty line inside the header section")
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not _TOKEN_RE.fullmatch(name):
+            raise SipParseError(f"malformed header line: {line[:100]!r}")
+        cname = canonical_name(name)
+        value = value.strip(" \t")
+        if cname == "Content-Length":
+            length = _parse_content_length(value)
+            if content_length is not None and content_length != length:
+                raise SipParseError("conflicting Content-Length headers")
+            content_length = length
+            continue
+        if cname.lower() in LIST_HEADERS and "," in value:
+            pairs.extend((cname, item) for item in split_comma_list(value) if item)
+        else:
+            pairs.append((cname, value))
+    headers = Headers(tuple(pairs))
+
+    if content_length is None:
+        body = b"" if stream else rest
+    elif content_length > len(rest):
+        body = b""
+        raise SipParseError(
+            f"Content-Length {content_length} exceeds the {len(rest)} bytes received",
+            partial=_partial(start, headers),
+        )
+    else:
+        body = rest[:content_length]
+
+    message: SipMessage
+    if start.startswith("SIP/"):
+        m = _STATUS_LINE_RE.fullmatch(start)
+        if not m:
+            raise SipParseError(f"malformed status line: {start[:100]!r}")
+        version, code, reason = m.groups()
+        if version != "SIP/2.0":
+            raise SipParseError(f"unsupported SIP version {version}")
+        status = int(code)
+        if not 100 <= status <= 699:
+            raise SipParseError(f"status code out of range: {status}")
+        message = SipResponse(status, reason, headers, body, version)
+    else:
+        m = _REQUEST_LINE_RE.fullmatch(start)
+        if not m:
+            raise SipParseError(f"malformed request line: {start[:100]!r}")
+        method, uri, version = m.groups()
+        message = SipRequest(method, uri, headers, body, version)
+        if version != "SIP/2.0":
+            raise SipParseError(
+                f"unsupported SIP version {version}", status=505, reason="Version Not Supported", partial=message
+            )
+    _validate(message)
+    return message
+
+
+def _partial(start: str, headers: Headers) -> SipMessage | None:
+    m = _REQUEST_LINE_RE.fullmatch(start)
+    if m:
+        return SipRequest(m.group(1), m.group(2), headers, b"", m.group(3))
+    return None
+
+
+def _validate(message: SipMessage) -> None:
+    """Check the mandatory headers (RFC 3261 §8.1.1) and their syntax."""
+    partial = message if isinstance(message, SipRequest) else None
+    try:
+        for name in _MANDATORY:
+            if message.headers.get(name) is None:
+                raise SipParseError(f"missing mandatory header {name}")
+        vias = message.vias
+        if not vias:
+            raise SipParseError("missing Via")
+        cseq = message.cseq
+        message.from_  # noqa: B018 - parse to validate
+        message.to  # noqa: B018
+        for name in ("Contact", "Route", "Record-Route"):
+            for value in message.headers.get_all(name):
+                NameAddr.parse(value)
+        for name in ("Max-Forwards", "Expires", "Min-Expires"):
+            value = message.headers.get(name)
+            if value is not None and (not value.strip().isdigit() or len(value.strip()) > 10):
+                raise SipParseError(f"invalid {name}: {value!r}")
+        if isinstance(message, SipRequest):
+            if cseq.method != message.method:
+                raise SipParseError(
+                    f"CSeq method {cseq.method} does not match request method {message.method}"
+                )
+            message.request_uri  # noqa: B018
+    except SipParseError as exc:
+        raise SipParseError(str(exc), status=exc.status, reason=exc.reason, partial=partial) from None
+
+
+@attrs.frozen
+class KeepAlive:
+    """A CRLF keep-alive ping seen on a stream (RFC 5626 §3.5.1): answer with one CRLF."""
+
+
+@attrs.define
+class StreamFramer:
+    """Cut a TCP byte stream into SIP messages by Content-Length (RFC 3261 §18.3).
+
+    ``feed(data)`` returns complete items in order: :class:`SipRequest`/:class:`SipResponse`,
+    :class:`KeepAlive` for a double CRLF between messages.  A message that cannot be parsed
+    raises :class:`SipParseError`; the stream cannot be resynchronised after that and the
+    shell closes the connection.
+    """
+
+    max_size: int = MAX_MESSAGE_SIZE
+    _buffer: bytearray = attrs.field(factory=bytearray)
+
+    def feed(self, data: bytes) -> list[SipMessage | KeepAlive]:
+        self._buffer += data
+        out: list[SipMessage | KeepAlive] = []
+        while True:
+            # Leading CRLFs: a "\r\n\r\n" ping, or stray line ends between messages.
+            stripped = 0
+            while self._buffer[stripped : stripped + 2] == b"\r\n":
+                stripped += 2
+            if stripped:
+                del self._buffer[:stripped]
+                if stripped >= 4:
+                    out.append(KeepAlive())
+            if not self._buffer:
+                return out
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > self.max_size:
+                    raise SipParseError("header section too large on stream", status=513)
+                return out
+            head = bytes(self._buffer[:end])
+            length = 0
+            for line in _FOLD_RE.sub(" ", head.decode("utf-8", "replace")).split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if canonical_name(name.strip()) == "Content-Length":
+                    length = _parse_content_length(value)
+            total = end + 4 + length
+            if total > self.max_size:
+                raise SipParseError(f"message too large ({total} bytes) on stream", status=513)
+            if len(self._buffer) < total:
+                return out
+            chunk = bytes(self._buffer[:total])
+            del self._buffer[:total]
+            out.append(parse_message(chunk, stream=True))
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered for an incomplete message."""
+        return len(self._buffer)
