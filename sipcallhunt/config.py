@@ -168,7 +168,9 @@ class _Reader:
         for name in data:
             if name not in allowed:
                 hint = _closest(name, allowed)
-                self.problem(f"{key}.{name}" if key else name, "unknown key" + (f" (did you mean {hint!r}?)" if hint else ""))
+                self.problem(
+                    f"{key}.{name}" if key else name, "unknown key" + (f" (did you mean {hint!r}?)" if hint else "")
+                )
 
     def get(
         self,
@@ -205,7 +207,14 @@ class _Reader:
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -323,7 +332,7 @@ def parse_config(text: str, path: Path) -> Config:
     transports = r.get(sip_data, "sip", "transports", list, ["udp", "tcp"])
     bad = [t for t in transports if t not in ("udp", "tcp")]
     if bad or not transports:
-        r.problem("sip.transports", "expected a non-empty list of \"udp\" and \"tcp\"")
+        r.problem("sip.transports", 'expected a non-empty list of "udp" and "tcp"')
         transports = ["udp", "tcp"]
     sip = SipConfig(
         listen_host=listen_host,
@@ -390,7 +399,12 @@ def parse_config(text: str, path: Path) -> Config:
                 domain=r.get(item, key, "domain", str, None),
                 outbound_proxy=proxy,
                 expires=r.get(
-                    item, key, "expires", int, 300, check=lambda v: None if 10 <= v <= 86400 else "must be 10-86400 seconds"
+                    item,
+                    key,
+                    "expires",
+                    int,
+                    300,
+                    check=lambda v: None if 10 <= v <= 86400 else "must be 10-86400 seconds",
                 ),
                 register=r.get(item, key, "register", bool, True),
                 display_name=r.get(item, key, "display_name", str, None),
@@ -427,9 +441,11 @@ def parse_config(text: str, path: Path) -> Config:
         "level",
         str,
         "INFO",
-        check=lambda v: None
-        if v.upper() in ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
-        else "expected TRACE, DEBUG, INFO, WARNING or ERROR",
+        check=lambda v: (
+            None
+            if v.upper() in ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
+            else "expected TRACE, DEBUG, INFO, WARNING or ERROR"
+        ),
     ).upper()
 
     if r.problems:
@@ -502,7 +518,7 @@ def _hotline(
     pins: list[str] = []
     for i, pin in enumerate(pins_raw):
         if isinstance(pin, int) and not isinstance(pin, bool):
-            r.problem(f"{key}.pins[{i}]", "write PINs as strings (\"0815\"), or leading zeros are lost")
+            r.problem(f"{key}.pins[{i}]", 'write PINs as strings ("0815"), or leading zeros are lost')
         elif not isinstance(pin, str) or not pin or not all(ch in "0123456789*ABCD" for ch in pin):
             r.problem(f"{key}.pins[{i}]", "a PIN is a non-empty string of the keys 0-9, *, A-D ('#' ends the entry)")
         elif not 3 <= len(pin) <= 16:
@@ -516,7 +532,7 @@ def _hotline(
     on_no_agent = r.get(item, key, "on_no_agent", str, "announce")
     if on_no_agent != "announce":
         if not on_no_agent.startswith("forward:"):
-            r.problem(f"{key}.on_no_agent", "expected \"announce\" or \"forward:<number>\"")
+            r.problem(f"{key}.on_no_agent", 'expected "announce" or "forward:<number>"')
             on_no_agent = "announce"
         else:
             message = _dialable(on_no_agent.removeprefix("forward:"))
@@ -553,7 +569,7 @@ def _hotline(
         name=name,
         account=account,
         language=r.get(
-            item, key, "language", str, "en", check=lambda v: None if v in ("en", "de") else "expected \"en\" or \"de\""
+            item, key, "language", str, "en", check=lambda v: None if v in ("en", "de") else 'expected "en" or "de"'
         ),
         pins=tuple(pins),
         pin_attempts=r.get(item, key, "pin_attempts", int, 3, check=lambda v: None if 1 <= v <= 10 else "must be 1-10"),
@@ -574,7 +590,7 @@ def _hotline(
             "caller_id",
             str,
             "caller",
-            check=lambda v: None if v in ("caller", "hotline") else "expected \"caller\" or \"hotline\"",
+            check=lambda v: None if v in ("caller", "hotline") else 'expected "caller" or "hotline"',
         ),
         inband_dtmf=r.get(item, key, "inband_dtmf", bool, True),
         max_call_time=r.get(item, key, "max_call_time", float, 4 * 3600.0, check=_positive),

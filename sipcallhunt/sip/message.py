@@ -383,9 +383,6 @@ class SipRequest(_MessageMixin):
     def start_line(self) -> str:
         return f"{self.method} {self.uri} {self.version}"
 
-    def evolve(self, **changes: object) -> SipRequest:
-        return attrs.evolve(self, **changes)  # type: ignore[misc]
-
 
 @attrs.frozen
 class SipResponse(_MessageMixin):
@@ -406,9 +403,6 @@ class SipResponse(_MessageMixin):
     @property
     def is_provisional(self) -> bool:
         return self.status < 200
-
-    def evolve(self, **changes: object) -> SipResponse:
-        return attrs.evolve(self, **changes)  # type: ignore[misc]
 
 
 SipMessage = SipRequest | SipResponse
@@ -541,14 +535,12 @@ def _validate(message: SipMessage) -> None:
             for value in message.headers.get_all(name):
                 NameAddr.parse(value)
         for name in ("Max-Forwards", "Expires", "Min-Expires"):
-            value = message.headers.get(name)
-            if value is not None and (not value.strip().isdigit() or len(value.strip()) > 10):
-                raise SipParseError(f"invalid {name}: {value!r}")
+            number = message.headers.get(name)
+            if number is not None and (not number.strip().isdigit() or len(number.strip()) > 10):
+                raise SipParseError(f"invalid {name}: {number!r}")
         if isinstance(message, SipRequest):
             if cseq.method != message.method:
-                raise SipParseError(
-                    f"CSeq method {cseq.method} does not match request method {message.method}"
-                )
+                raise SipParseError(f"CSeq method {cseq.method} does not match request method {message.method}")
             message.request_uri  # noqa: B018
     except SipParseError as exc:
         raise SipParseError(str(exc), status=exc.status, reason=exc.reason, partial=partial) from None

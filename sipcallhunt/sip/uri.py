@@ -284,12 +284,7 @@ class SipUri:
             out.append(f":{self.port}")
         out.append(format_params(self.params))
         if self.headers:
-            out.append(
-                "?"
-                + "&".join(
-                    f"{_pct_quote(k, safe='')}={_pct_quote(v, safe='')}" for k, v in self.headers
-                )
-            )
+            out.append("?" + "&".join(f"{_pct_quote(k, safe='')}={_pct_quote(v, safe='')}" for k, v in self.headers))
         return "".join(out)
 
     # -- convenience -------------------------------------------------------------------------
