@@ -162,8 +162,10 @@ LIST_HEADERS: Final = frozenset(
 
 _TOKEN_RE = re.compile(r"[a-zA-Z0-9\-.!%*_+`'~]+")
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
-_REQUEST_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+) (\S+) (SIP/\d+\.\d+)")
-_STATUS_LINE_RE = re.compile(r"(SIP/\d+\.\d+) (\d{3}) ?(.*)")
+# RFC 3261 §25.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF (one SP each, RFC 4475 §3.1.2.9).
+_REQUEST_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+) ([^\s]+) ([sS][iI][pP]/\d+\.\d+)")
+# Status-Line = SIP-Version SP Status-Code SP Reason-Phrase; a missing final SP is tolerated.
+_STATUS_LINE_RE = re.compile(r"([sS][iI][pP]/\d+\.\d+) ([1-6]\d\d)(?: (.*))?", re.DOTALL)
 
 _REASONS: Final[dict[int, str]] = {
     100: "Trying",
@@ -422,12 +424,51 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
 
 def _parse_content_length(value: str) -> int:
     value = value.strip()
-    if not value.isdigit() or len(value) > 9:
-        raise SipParseError(f"invalid Content-Length: {value!r}")
+    if not value.isdigit() or not value.isascii() or len(value) > 9:
+        raise SipParseError(f"invalid Content-Length: {value[:40]!r}")
     return int(value)
 
 
 _MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
+
+_SINGLE_VALUED: Final = frozenset(
+    {"call-id", "cseq", "from", "to", "max-forwards", "content-type", "expires", "min-expires", "date"}
+)
+"""Headers that must not appear more than once (RFC 3261 §7.3.1; RFC 4475 §3.3.8)."""
+
+_WORD_RE: Final = re.compile(r"[a-zA-Z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+")
+_CALL_ID_RE: Final = re.compile(f"{_WORD_RE.pattern}(?:@{_WORD_RE.pattern})?")
+_SIP_DATE_RE: Final = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    r"\d{2}:\d{2}:\d{2} GMT"
+)
+_VERSION_RE: Final = re.compile(r"SIP/\d+\.\d+", re.IGNORECASE)
+MAX_FORWARDS_LIMIT: Final = 255
+"""Largest Max-Forwards value (RFC 3261 §20.22)."""
+DELTA_SECONDS_LIMIT: Final = 2**32 - 1
+"""Largest delta-seconds value (RFC 3261 §20.19)."""
+
+
+def _unfold(head: str) -> list[str]:
+    """Header lines with continuation lines joined by one space (RFC 3261 §7.3.1)."""
+    raw = head.split("\n")
+    lines: list[str] = []
+    for line in raw:
+        if line.endswith("\r"):
+            line = line[:-1]
+        if line[:1] in (" ", "\t") and len(lines) > 1:
+            lines[-1] = lines[-1].rstrip(" \t") + " " + line.lstrip(" \t")
+        else:
+            lines.append(line)
+    return lines
+
+
+def _start_line_partial(start: str, headers: Headers) -> SipRequest | None:
+    """Best-effort request from a malformed request line, so that it can still be answered 400."""
+    parts = start.split()
+    if len(parts) >= 3 and _TOKEN_RE.fullmatch(parts[0]) and _VERSION_RE.fullmatch(parts[-1]):
+        return SipRequest(parts[0], " ".join(parts[1:-1]), headers, b"", parts[-1])
+    return None
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
@@ -435,10 +476,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
 
     On a datagram (``stream=False``) a Content-Length shorter than the rest truncates the body and
     a longer one is an error (RFC 3261 §18.3); without Content-Length the body is the rest.  With
-    ``stream=True`` (one message already cut by :class:`StreamFramer`) the same rules apply.
+    ``stream=True`` (one message already cut by :class:`StreamFramer`) a missing Content-Length
+    means an empty body.
+
+    Raises :class:`SipParseError` and nothing else.  When the message is a request whose start
+    line and headers could be read, the error's ``partial`` holds them (with an empty body) and
+    its ``status`` says how to answer: 400, 505 for an unknown SIP version, 513 when too large.
     """
     if len(data) > MAX_MESSAGE_SIZE:
-        raise SipParseError(f"message too large ({len(data)} bytes)", status=513)
+        raise SipParseError(f"message too large ({len(data)} bytes)", status=513, reason="Message Too Large")
     data = data.lstrip(b"\r\n")
     if not data:
         raise SipParseError("empty message")
@@ -447,101 +493,130 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SipParseError(f"header section is not UTF-8: {exc}") from None
-    head = _FOLD_RE.sub(" ", head)
-    lines = head.replace("\r\n", "\n").split("\n")
+    lines = _unfold(head)
     start = lines[0]
 
     pairs: list[tuple[str, str]] = []
-    content_length: int | None = None
+    content_lengths: list[str] = []
+    problem: str | None = None
     for line in lines[1:]:
-        if not line:
-            raise SipParseError("empty line inside the header section")
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         if not colon or not _TOKEN_RE.fullmatch(name):
-            raise SipParseError(f"malformed header line: {line[:100]!r}")
+            problem = problem or f"malformed header line: {line[:100]!r}"
+            continue
         cname = canonical_name(name)
         value = value.strip(" \t")
         if cname == "Content-Length":
-            length = _parse_content_length(value)
-            if content_length is not None and content_length != length:
-                raise SipParseError("conflicting Content-Length headers")
-            content_length = length
+            content_lengths.append(value)
             continue
-        if cname.lower() in LIST_HEADERS and "," in value:
-            pairs.extend((cname, item) for item in split_comma_list(value) if item)
+        if "," in value and cname.lower() in LIST_HEADERS:
+            try:
+                items = split_comma_list(value)
+            except SipParseError as exc:
+                problem = problem or str(exc)
+                items = [value]
+            pairs.extend((cname, item) for item in items)
         else:
             pairs.append((cname, value))
     headers = Headers(tuple(pairs))
 
+    is_response = start[:4].upper() == "SIP/"
+    request_match = None if is_response else _REQUEST_LINE_RE.fullmatch(start)
+    partial: SipRequest | None = None
+    if request_match:
+        partial = SipRequest(request_match[1], request_match[2], headers, b"", request_match[3])
+    elif not is_response:
+        partial = _start_line_partial(start, headers)
+
+    def fail(message: str, status: int | None = None, reason: str | None = None) -> SipParseError:
+        return SipParseError(message, status=status, reason=reason, partial=partial)
+
+    if not is_response and request_match is None:
+        raise fail(f"malformed request line: {start[:100]!r}")
+    if problem is not None:
+        raise fail(problem)
+
+    content_length: int | None = None
+    for text in content_lengths:
+        try:
+            length = _parse_content_length(text)
+        except SipParseError as exc:
+            raise fail(str(exc)) from None
+        if content_length is not None and content_length != length:
+            raise fail("conflicting Content-Length headers")  # RFC 4475 §3.3.9
+        content_length = length
+
     if content_length is None:
         body = b"" if stream else rest
     elif content_length > len(rest):
-        body = b""
-        raise SipParseError(
-            f"Content-Length {content_length} exceeds the {len(rest)} bytes received",
-            partial=_partial(start, headers),
-        )
+        raise fail(f"Content-Length {content_length} exceeds the {len(rest)} bytes received")  # §18.3
     else:
         body = rest[:content_length]
 
     message: SipMessage
-    if start.startswith("SIP/"):
+    if is_response:
         m = _STATUS_LINE_RE.fullmatch(start)
         if not m:
             raise SipParseError(f"malformed status line: {start[:100]!r}")
-        version, code, reason = m.groups()
+        version, code, reason = m[1].upper(), m[2], m[3] or ""
         if version != "SIP/2.0":
-            raise SipParseError(f"unsupported SIP version {version}")
-        status = int(code)
-        if not 100 <= status <= 699:
-            raise SipParseError(f"status code out of range: {status}")
-        message = SipResponse(status, reason, headers, body, version)
+            raise SipParseError(f"unsupported SIP version {version[:20]}")
+        message = SipResponse(int(code), reason, headers, body, version)
     else:
-        m = _REQUEST_LINE_RE.fullmatch(start)
-        if not m:
-            raise SipParseError(f"malformed request line: {start[:100]!r}")
-        method, uri, version = m.groups()
+        assert request_match is not None
+        method, uri, version = request_match[1], request_match[2], request_match[3].upper()
         message = SipRequest(method, uri, headers, body, version)
+        partial = attrs.evolve(message, body=b"")
         if version != "SIP/2.0":
-            raise SipParseError(
-                f"unsupported SIP version {version}", status=505, reason="Version Not Supported", partial=message
-            )
-    _validate(message)
+            raise fail(f"unsupported SIP version {version[:20]}", status=505, reason="Version Not Supported")
+    _validate(message, partial)
     return message
 
 
-def _partial(start: str, headers: Headers) -> SipMessage | None:
-    m = _REQUEST_LINE_RE.fullmatch(start)
-    if m:
-        return SipRequest(m.group(1), m.group(2), headers, b"", m.group(3))
-    return None
+def _check_number(message: SipMessage, name: str, limit: int) -> None:
+    number = message.headers.get(name)
+    if number is None:
+        return
+    number = number.strip()
+    if not (number.isdigit() and number.isascii()) or len(number) > 12 or int(number) > limit:
+        raise SipParseError(f"invalid {name}: {number[:40]!r}")
 
 
-def _validate(message: SipMessage) -> None:
-    """Check the mandatory headers (RFC 3261 §8.1.1) and their syntax."""
-    partial = message if isinstance(message, SipRequest) else None
+def _validate(message: SipMessage, partial: SipRequest | None = None) -> None:
+    """Check the mandatory headers (RFC 3261 §8.1.1) and the syntax of those we rely on."""
     try:
+        seen: dict[str, int] = {}
+        for key, _ in message.headers.items:
+            lkey = key.lower()
+            if lkey in _SINGLE_VALUED:
+                seen[lkey] = seen.get(lkey, 0) + 1
+                if seen[lkey] > 1:
+                    raise SipParseError(f"more than one {key} header")
         for name in _MANDATORY:
             if message.headers.get(name) is None:
                 raise SipParseError(f"missing mandatory header {name}")
-        vias = message.vias
-        if not vias:
-            raise SipParseError("missing Via")
+        message.vias  # noqa: B018 - parse to validate
         cseq = message.cseq
-        message.from_  # noqa: B018 - parse to validate
+        message.from_  # noqa: B018
         message.to  # noqa: B018
+        if not _CALL_ID_RE.fullmatch(message.call_id):
+            raise SipParseError(f"invalid Call-ID: {message.call_id[:100]!r}")
         for name in ("Contact", "Route", "Record-Route"):
             for value in message.headers.get_all(name):
                 NameAddr.parse(value)
-        for name in ("Max-Forwards", "Expires", "Min-Expires"):
-            number = message.headers.get(name)
-            if number is not None and (not number.strip().isdigit() or len(number.strip()) > 10):
-                raise SipParseError(f"invalid {name}: {number!r}")
+        _check_number(message, "Max-Forwards", MAX_FORWARDS_LIMIT)
+        _check_number(message, "Expires", DELTA_SECONDS_LIMIT)
+        _check_number(message, "Min-Expires", DELTA_SECONDS_LIMIT)
+        date = message.headers.get("Date")
+        if date is not None and not _SIP_DATE_RE.fullmatch(date):
+            raise SipParseError(f"invalid Date: {date[:60]!r}")  # RFC 3261 §20.17, RFC 4475 §3.1.2.12
         if isinstance(message, SipRequest):
             if cseq.method != message.method:
                 raise SipParseError(f"CSeq method {cseq.method} does not match request method {message.method}")
-            message.request_uri  # noqa: B018
+            uri = message.request_uri
+            if uri.headers:
+                raise SipParseError("headers are not allowed in a Request-URI")  # §19.1.1, RFC 4475 §3.1.2.11
     except SipParseError as exc:
         raise SipParseError(str(exc), status=exc.status, reason=exc.reason, partial=partial) from None
 
@@ -556,47 +631,74 @@ class StreamFramer:
     """Cut a TCP byte stream into SIP messages by Content-Length (RFC 3261 §18.3).
 
     ``feed(data)`` returns complete items in order: :class:`SipRequest`/:class:`SipResponse`,
-    :class:`KeepAlive` for a double CRLF between messages.  A message that cannot be parsed
-    raises :class:`SipParseError`; the stream cannot be resynchronised after that and the
-    shell closes the connection.
+    and :class:`KeepAlive` for each double CRLF between messages (RFC 5626 §3.5.1; a single
+    CRLF, the pong, is skipped).  The result does not depend on how the stream was chunked.
+    A message that cannot be parsed raises :class:`SipParseError` (with ``partial`` when it
+    was a request that can be answered); the stream cannot be resynchronised after that and
+    the shell closes the connection.  Anything larger than ``max_size`` raises it with status
+    513 as soon as that is known, so memory stays bounded.
     """
 
     max_size: int = MAX_MESSAGE_SIZE
     _buffer: bytearray = attrs.field(factory=bytearray)
+    _scanned: int = 0  # bytes of the buffer known not to contain the end of the header section
 
     def feed(self, data: bytes) -> list[SipMessage | KeepAlive]:
         self._buffer += data
         out: list[SipMessage | KeepAlive] = []
-        while True:
-            # Leading CRLFs: a "\r\n\r\n" ping, or stray line ends between messages.
-            stripped = 0
-            while self._buffer[stripped : stripped + 2] == b"\r\n":
-                stripped += 2
-            if stripped:
-                del self._buffer[:stripped]
-                if stripped >= 4:
+        buffer = self._buffer
+        while buffer:
+            if buffer[0] in b"\r\n" and self._scanned == 0:
+                # Between messages: "\r\n\r\n" is a ping, a lone "\r\n" a pong.
+                if buffer.startswith(b"\r\n\r\n"):
+                    del buffer[:4]
                     out.append(KeepAlive())
-            if not self._buffer:
-                return out
-            end = self._buffer.find(b"\r\n\r\n")
+                    continue
+                if b"\r\n\r\n".startswith(bytes(buffer[:4])):
+                    return out  # could still become a ping: wait for more
+                if buffer.startswith(b"\r\n"):
+                    del buffer[:2]
+                else:
+                    del buffer[:1]  # a stray CR or LF
+                continue
+            end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
             if end < 0:
-                if len(self._buffer) > self.max_size:
-                    raise SipParseError("header section too large on stream", status=513)
+                self._scanned = len(buffer)
+                if len(buffer) > self.max_size:
+                    raise SipParseError(
+                        f"header section larger than {self.max_size} bytes on stream",
+                        status=513,
+                        reason="Message Too Large",
+                    )
                 return out
-            head = bytes(self._buffer[:end])
-            length = 0
-            for line in _FOLD_RE.sub(" ", head.decode("utf-8", "replace")).split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if canonical_name(name.strip()) == "Content-Length":
-                    length = _parse_content_length(value)
+            head = bytes(buffer[:end])
+            length = self._content_length(head)
             total = end + 4 + length
             if total > self.max_size:
-                raise SipParseError(f"message too large ({total} bytes) on stream", status=513)
-            if len(self._buffer) < total:
+                raise SipParseError(
+                    f"message too large ({total} bytes) on stream", status=513, reason="Message Too Large"
+                )
+            if len(buffer) < total:
+                self._scanned = end  # the end of the head is known; keep finding it cheaply
                 return out
-            chunk = bytes(self._buffer[:total])
-            del self._buffer[:total]
+            chunk = bytes(buffer[:total])
+            del buffer[:total]
+            self._scanned = 0
             out.append(parse_message(chunk, stream=True))
+        return out
+
+    @staticmethod
+    def _content_length(head: bytes) -> int:
+        length = 0
+        for line in _unfold(head.decode("utf-8", "replace"))[1:]:
+            name, _, value = line.partition(":")
+            if canonical_name(name.strip()) == "Content-Length":
+                try:
+                    length = _parse_content_length(value)
+                except SipParseError:
+                    parse_message(head + b"\r\n\r\n", stream=True)  # raises, with ``partial``
+                    raise
+        return length
 
     @property
     def pending(self) -> int:

@@ -15,18 +15,24 @@ __all__ = [
     "Via",
     "format_params",
     "generic_params",
+    "get_param",
+    "has_param",
     "quote",
+    "set_param",
     "split_comma_list",
+    "unquote",
 ]
 
+import ipaddress
 import re
 from collections.abc import Iterator
+from typing import Final
 from urllib.parse import quote as _pct_quote
 from urllib.parse import unquote as _pct_unquote
 
 import attrs
 
-from sipcallhunt.errors import SipParseError
+from sipcallhunt.errors import LocalProtocolError, SipParseError
 
 Params = tuple[tuple[str, str | None], ...]
 """Parameters in wire order: ``(name, value)``; ``value`` is None for a flag such as ``lr``."""
@@ -47,32 +53,73 @@ _URI_HEADER_RE = re.compile(f"{_HNVCHAR}+={_HNVCHAR}*")
 _IPV4_RE = re.compile(r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
 _HOSTNAME_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*[a-zA-Z](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\.?")
 _IPV6_RE = re.compile(r"\[[0-9a-fA-F:.]+\]")
+_IPV6_CHARS_RE = re.compile(r"[0-9a-fA-F:.]+")
 _SCHEME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+\-.]*")
 _TEL_RE = re.compile(r"\+?[0-9a-fA-F*#\-.()]+")
 
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
 _PASSWORD_SAFE = "-_.!~*'()&=+$,"
+_PARAM_SAFE = "-_.!~*'()[]/:&+$"
+_HEADER_SAFE = "-_.!~*'()[]/?:+$"
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _unescape(text: str) -> str:
+    """Resolve %HH escapes; octets that are not UTF-8 survive as surrogate escapes (PEP 383)."""
+    return _pct_unquote(text, errors="surrogateescape") if "%" in text else text
+
+
+def _escape(text: str, safe: str) -> str:
+    """Inverse of :func:`_unescape`: escape everything outside ``safe`` and the unreserved set."""
+    return _pct_quote(text, safe=safe, errors="surrogateescape")
 
 
 def _error(what: str, value: str) -> SipParseError:
     return SipParseError(f"invalid {what}: {value[:200]!r}")
 
 
+_QUOTE_ESCAPES: Final = {
+    **{chr(c): "\\" + chr(c) for c in (*range(0x00, 0x09 + 1), 0x0B, 0x0C, *range(0x0E, 0x1F + 1), 0x7F)},
+    "\\": "\\\\",
+    '"': '\\"',
+}
+_QUOTE_TABLE: Final = str.maketrans(_QUOTE_ESCAPES)
+
+
 def quote(text: str) -> str:
-    """Return ``text`` as an RFC 3261 quoted-string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Return ``text`` as an RFC 3261 quoted-string (§25.1).
+
+    Backslash, double quote and the control characters that qdtext excludes become
+    quoted-pairs.  CR and LF cannot be carried at all (not even as quoted-pairs) and are
+    refused with :class:`~sipcallhunt.errors.LocalProtocolError`.
+    """
+    if "\r" in text or "\n" in text:
+        raise LocalProtocolError(f"CR or LF cannot appear in a quoted-string: {text[:100]!r}")
+    return '"' + text.translate(_QUOTE_TABLE) + '"'
+
+
+def unquote(quoted: str) -> str:
+    """The text of a quoted-string (with its quotes) with quoted-pairs resolved."""
+    return _QUOTED_PAIR_RE.sub(r"\1", quoted[1:-1])
 
 
 def _is_token(text: str) -> bool:
     return _TOKEN_RE.fullmatch(text) is not None
 
 
+def _valid_ipv6(text: str) -> bool:
+    if ":" not in text or not _IPV6_CHARS_RE.fullmatch(text):
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _valid_host(host: str) -> bool:
     if host.startswith("["):
-        if not _IPV6_RE.fullmatch(host):
-            return False
-        inner = host[1:-1]
-        return inner.count("::") <= 1 and ":" in inner
+        return bool(_IPV6_RE.fullmatch(host)) and _valid_ipv6(host[1:-1])
     return bool(_IPV4_RE.fullmatch(host) or _HOSTNAME_RE.fullmatch(host))
 
 
@@ -98,8 +145,18 @@ def _split_hostport(text: str, what: str) -> tuple[str, int | None]:
 
 
 def format_params(params: Params) -> str:
-    """Render parameters as ``;name=value;flag``."""
+    """Render header parameters as ``;name=value;flag`` (values are written as stored)."""
     return "".join(f";{name}" if value is None else f";{name}={value}" for name, value in params)
+
+
+def _format_uri_params(params: Params) -> str:
+    """Render URI parameters, escaping what uri-parameter does not allow unescaped (§19.1.2)."""
+    out = []
+    for name, value in params:
+        out.append(";" + _escape(name, _PARAM_SAFE))
+        if value is not None:
+            out.append("=" + _escape(value, _PARAM_SAFE))
+    return "".join(out)
 
 
 def get_param(params: Params, name: str) -> str | None:
@@ -198,7 +255,8 @@ def generic_params(text: str, what: str) -> Params:
         if value.startswith('"'):
             if _scan_quoted(value, 0) != len(value):
                 raise _error(what, text)
-        elif not (_is_token(value) or _valid_host(value)):
+        elif not (_is_token(value) or _valid_host(value) or _valid_ipv6(value)):
+            # gen-value = token / host / quoted-string; Via received= may be a bare IPv6 address (§20.42).
             raise _error(what, text)
         out.append((name, value))
     return tuple(out)
@@ -237,14 +295,8 @@ class SipUri:
             return cls(scheme="tel", user=number, params=_uri_params(param_parts, text))
         if scheme not in ("sip", "sips"):
             return cls(scheme=scheme, opaque=rest)
-        rest, qmark, header_text = rest.partition("?")
-        headers: list[tuple[str, str]] = []
-        if qmark:
-            for part in header_text.split("&"):
-                if not _URI_HEADER_RE.fullmatch(part):
-                    raise _error("URI headers", text)
-                hname, _, hvalue = part.partition("=")
-                headers.append((_pct_unquote(hname), _pct_unquote(hvalue)))
+        # '@' never appears unescaped after the userinfo, while the user part may hold
+        # ';' and '?' (user-unreserved, §25.1): cut the userinfo off first.
         user = password = None
         at = rest.rfind("@")
         if at >= 0:
@@ -254,8 +306,16 @@ class SipUri:
                 raise _error("URI user", text)
             if pcolon and not _PASSWORD_RE.fullmatch(password_text):
                 raise _error("URI password", text)
-            user = _pct_unquote(user_text)
-            password = _pct_unquote(password_text) if pcolon else None
+            user = _unescape(user_text)
+            password = _unescape(password_text) if pcolon else None
+        rest, qmark, header_text = rest.partition("?")
+        headers: list[tuple[str, str]] = []
+        if qmark:
+            for part in header_text.split("&"):
+                if not _URI_HEADER_RE.fullmatch(part):
+                    raise _error("URI headers", text)
+                hname, _, hvalue = part.partition("=")
+                headers.append((_unescape(hname), _unescape(hvalue)))
         hostport, *param_parts = rest.split(";")
         host, port = _split_hostport(hostport, "URI host")
         return cls(
@@ -272,19 +332,21 @@ class SipUri:
         if self.opaque is not None:
             return f"{self.scheme}:{self.opaque}"
         if self.scheme == "tel":
-            return f"tel:{self.user}{format_params(self.params)}"
+            return f"tel:{self.user}{_format_uri_params(self.params)}"
         out = [self.scheme, ":"]
         if self.user is not None:
-            out.append(_pct_quote(self.user, safe=_USER_SAFE))
+            out.append(_escape(self.user, _USER_SAFE))
             if self.password is not None:
-                out.append(":" + _pct_quote(self.password, safe=_PASSWORD_SAFE))
+                out.append(":" + _escape(self.password, _PASSWORD_SAFE))
             out.append("@")
         out.append(self.host)
         if self.port is not None:
             out.append(f":{self.port}")
-        out.append(format_params(self.params))
+        out.append(_format_uri_params(self.params))
         if self.headers:
-            out.append("?" + "&".join(f"{_pct_quote(k, safe='')}={_pct_quote(v, safe='')}" for k, v in self.headers))
+            out.append(
+                "?" + "&".join(f"{_escape(k, _HEADER_SAFE)}={_escape(v, _HEADER_SAFE)}" for k, v in self.headers)
+            )
         return "".join(out)
 
     # -- convenience -------------------------------------------------------------------------
@@ -327,7 +389,9 @@ def _uri_params(parts: list[str], text: str) -> Params:
         if not _URI_PARAM_RE.fullmatch(part):
             raise _error("URI parameter", text)
         name, eq, value = part.partition("=")
-        out.append((_pct_unquote(name), _pct_unquote(value) if eq else None))
+        if "%" in part:
+            name, value = _unescape(name), _unescape(value)
+        out.append((name, value if eq else None))
     return tuple(out)
 
 
@@ -353,8 +417,7 @@ class NameAddr:
         display: str | None = None
         if text.startswith('"'):
             end = _scan_quoted(text, 0)
-            raw = text[1 : end - 1]
-            display = re.sub(r"\\(.)", r"\1", raw)
+            display = unquote(text[:end])
             rest = text[end:].lstrip()
             if not rest.startswith("<"):
                 raise _error("name-addr", text)
@@ -373,11 +436,17 @@ class NameAddr:
             gt = rest.find(">")
             if gt < 0:
                 raise _error("name-addr (missing '>')", text)
-            uri = SipUri.parse(rest[1:gt])
+            uri_text = rest[1:gt]
+            # LAQUOT = SWS "<" and RAQUOT = ">" SWS: no whitespace inside the brackets (RFC 4475 §3.1.2.14).
+            if not uri_text or uri_text[0] in " \t" or uri_text[-1] in " \t":
+                raise _error("name-addr (whitespace inside <>)", text)
+            uri = SipUri.parse(uri_text)
             params = generic_params(rest[gt + 1 :], "header parameters")
             return cls(uri=uri, display_name=display, params=params)
-        # addr-spec form: the URI has no parameters, everything after ';' belongs to the header.
+        # addr-spec form: the URI has no parameters, everything after ';' belongs to the header
+        # (RFC 3261 §20.10); it must not contain ',', '?' or ';' of its own (RFC 4475 §3.1.2.13).
         uri_text, semi, param_text = text.partition(";")
+        uri_text = uri_text.rstrip(" \t")
         if any(ch in uri_text for ch in " \t,?"):
             raise _error("addr-spec", text)
         uri = SipUri.parse(uri_text)
