@@ -44,6 +44,8 @@ PROMPT_NAMES: Final = (
     "hold_music",
     "whisper",
     "no_agent",
+    "forwarding",
+    "hotline_name",
 )
 """Prompts a hotline can replace with its own audio file (``intro = "our-intro.wav"``)."""
 
