@@ -102,6 +102,12 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
     },
 }
 
+# Recordings for examples/hotline.toml (an operator's own prompts, e.g. the hotline's name for the agent
+# announcement): path relative to the repository, language, text.
+EXAMPLES: Final[dict[str, tuple[str, str]]] = {
+    "examples/prompts/support-name.wav": ("en", "Support hotline."),
+}
+
 # espeak-ng voice, words per minute, pitch (0-99).  A female variant at a calm rate carries well over G.711.
 VOICES: Final[dict[str, tuple[str, int, int]]] = {
     "en": ("en-us+f3", 150, 48),
@@ -312,20 +318,21 @@ def make_hold_music() -> npt.NDArray[np.int16]:
                 0.07 * accent * pluck_envelope(m, 0.006, 0.45) * tone(midi_hz(note), m, ((1, 1.0), (2, 0.08))),
             )
     # Melody: a gentle sine voice with slow vibrato.
-    for bar, beat, length, note in MELODY:
+    for m_bar, m_beat, length, note in MELODY:
         n = int(length * BEAT + BEAT // 2)
         t = np.arange(n) / RATE
         vibrato = 1 + 0.003 * np.sin(2 * np.pi * 5.0 * t) * np.clip(t / 0.6, 0, 1)
         phase = 2 * np.pi * midi_hz(note) * np.cumsum(vibrato) / RATE
         voice = np.sin(phase) + 0.05 * np.sin(2 * phase)
         env = swell_envelope(n, int(0.12 * RATE), int(0.6 * RATE))
-        mix.add(bar * BAR + int(beat * BEAT), 0.12 * env * voice)
+        mix.add(m_bar * BAR + int(m_beat * BEAT), 0.12 * env * voice)
     x = mix.data - mix.data.mean()
     # Softer than the prompts: MUSIC_RMS_DBFS, and never a peak above MUSIC_PEAK_DBFS.
     gain = 10 ** (MUSIC_RMS_DBFS / 20) / math.sqrt(float(np.mean(x**2)))
     gain = min(gain, 10 ** (MUSIC_PEAK_DBFS / 20) / float(np.max(np.abs(x))))
     x *= gain
-    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    out: npt.NDArray[np.int16] = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,15 +380,18 @@ pin_locked = "prompts/locked.wav"
 goodbye = "prompts/goodbye.wav"
 please_hold = "prompts/hold-on.wav"
 hold_music = "music/our-jingle.flac"   # looped for as long as the caller waits
-whisper = "prompts/support-call.wav"   # what the agent hears first after answering
+whisper = "prompts/support-call.wav"   # what the agent hears after answering
 no_agent = "prompts/closed.wav"
+forwarding = "prompts/forwarding.wav"  # when on_no_agent = "forward:<number>"
+hotline_name = "prompts/support-name.wav"  # "Support hotline.": played to the agent before whisper
 ```
 
 The keys that can be replaced are `intro`, `enter_pin`, `wrong_pin`, `pin_locked`, `goodbye`,
-`please_hold`, `hold_music`, `whisper` and `no_agent`.  The agent's key instructions (`press`, the key
-names, `to_accept`, `to_decline`) and `forwarding` always come from the bundled set of the hotline's language.
-The agent hears: [hotline name] `whisper`, `press`, `digit_<confirm_key>`, `to_accept`, `press`,
-`digit_<decline_key>`, `to_decline`, repeated until a key is pressed.
+`please_hold`, `hold_music`, `whisper`, `no_agent` and `forwarding`; `hotline_name` has no bundled
+recording (without it the agent announcement starts with `whisper`).  The agent's key instructions
+(`press`, the key names, `to_accept`, `to_decline`) always come from the bundled set of the hotline's
+language.  The agent hears: [`hotline_name`] `whisper`, `press`, `digit_<confirm_key>`, `to_accept`,
+`press`, `digit_<decline_key>`, `to_decline`, repeated until a key is pressed.
 
 ## The texts
 """
@@ -428,6 +438,17 @@ def write_all(target: Path) -> list[Path]:
     return written
 
 
+def write_examples(root: Path) -> list[Path]:
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (language, text) in EXAMPLES.items():
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(path), make_prompt(language, text, Path(tmp)), RATE, subtype="PCM_16")
+            written.append(path)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=AUDIO, help="target folder (default: the repository's audio/)")
@@ -436,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.check:
         for path in write_all(args.out):
             print(path.relative_to(args.out) if path.is_relative_to(args.out) else path)
+        if args.out == AUDIO:
+            for path in write_examples(ROOT):
+                print(path.relative_to(ROOT))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         different = []
@@ -443,14 +467,15 @@ def main(argv: list[str] | None = None) -> int:
             rel = path.relative_to(tmp)
             old = args.out / rel
             if rel.suffix in (".wav", ".flac"):
-                same = old.is_file() and np.array_equal(soundfile.read(str(old), dtype="int16")[0],
-                                                        soundfile.read(str(path), dtype="int16")[0])  # fmt: skip
+                same = old.is_file() and np.array_equal(
+                    soundfile.read(str(old), dtype="int16")[0], soundfile.read(str(path), dtype="int16")[0]
+                )
             else:
                 same = old.is_file() and old.read_bytes() == path.read_bytes()
             if not same:
                 different.append(str(rel))
-    for rel in different:
-        print(f"differs: {rel}")
+    for name in different:
+        print(f"differs: {name}")
     print("up to date" if not different else f"{len(different)} file(s) differ")
     return 1 if different else 0
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -40,7 +41,7 @@ from sipcallhunt.records import (
 T0 = 1_700_000_000.0
 
 
-def call(call_id: str = "c1", *, hotline: str = "support", started: float = T0, **changes: object) -> CallRecord:
+def call(call_id: str = "c1", *, hotline: str = "support", started: float = T0, **changes: Any) -> CallRecord:
     record = CallRecord(
         call_id=call_id,
         hotline=hotline,
@@ -52,7 +53,7 @@ def call(call_id: str = "c1", *, hotline: str = "support", started: float = T0, 
     return attrs.evolve(record, **changes)
 
 
-def attempt(call_id: str = "c1", seq: int = 1, **changes: object) -> AttemptRecord:
+def attempt(call_id: str = "c1", seq: int = 1, **changes: Any) -> AttemptRecord:
     record = AttemptRecord(call_id=call_id, seq=seq, round=1, agent="Alice", number="201", started=T0 + 2 + seq)
     return attrs.evolve(record, **changes)
 
