@@ -387,8 +387,9 @@ hotline_name = "prompts/support-name.wav"  # "Support hotline.": played to the a
 ```
 
 The keys that can be replaced are `intro`, `enter_pin`, `wrong_pin`, `pin_locked`, `goodbye`,
-`please_hold`, `hold_music`, `whisper`, `no_agent` and `forwarding`; `hotline_name` has no bundled
-recording (without it the agent announcement starts with `whisper`).  The agent's key instructions
+`please_hold`, `hold_music`, `whisper`, `no_agent` and `forwarding`.  `hotline_name` has no bundled
+recording: without it the daemon speaks the hotline's `name` with espeak-ng when that is installed,
+else the agent announcement starts with `whisper`.  The agent's key instructions
 (`press`, the key names, `to_accept`, `to_decline`) always come from the bundled set of the hotline's
 language.  The agent hears: [`hotline_name`] `whisper`, `press`, `digit_<confirm_key>`, `to_accept`,
 `press`, `digit_<decline_key>`, `to_decline`, repeated until a key is pressed.
