@@ -25,6 +25,7 @@ from sipcallhunt.hotline.actions import (
     HangupAgent,
     HangupCaller,
     Log,
+    LogLevel,
     Play,
     RejectCaller,
     StopPlayback,
@@ -127,6 +128,8 @@ class LegModel:
         for action in actions:
             if not isinstance(action, ACTION_TYPES):
                 raise InvariantError(f"not an action: {action!r}")
+            if isinstance(action, Log) and action.level is LogLevel.ERROR:
+                raise InvariantError(f"the call logged an error (a safety net fired): {action.message}")
             if isinstance(action, AnswerCaller):
                 if self.answered_call or self.rejected:
                     raise InvariantError("answered twice")
