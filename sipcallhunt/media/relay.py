@@ -105,6 +105,12 @@ class RelayCounters:
     def drop(self, reason: DropReason) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
+    def undelivered(self, reason: DropReason, octets: int) -> None:
+        """A packet counted out by :meth:`RelayPath.forward` that the shell could not send."""
+        self.packets_out -= 1
+        self.octets_out -= octets
+        self.drop(reason)
+
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
