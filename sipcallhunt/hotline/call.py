@@ -17,8 +17,9 @@ already known to be trusted).  It never does I/O and never reads a clock: the sh
     ... until call.finished
 
 Every method may return actions; after each, the shell re-arms one timer at ``next_deadline()``
-(None: no timer).  Timers fire only in ``handle_timer``; an event that arrives after a deadline
-but before ``handle_timer`` ran is handled as if it came first.  ``now`` values smaller than an
+(None: no timer).  Timers fire only in ``handle_timer`` (a deadline up to :data:`TIMER_SLACK`
+after ``now`` counts as due); an event that arrives after a deadline but before
+``handle_timer`` ran is handled as if it came first.  ``now`` values smaller than an
 earlier one are taken as the earlier one, so record times never go backwards.
 
 The flow (states in capitals; each arrow is one entry of :data:`TRANSITIONS`):
@@ -86,6 +87,7 @@ __all__ = [
     "FORWARD_RING_TIMEOUT",
     "REJECT_REASON",
     "REJECT_STATUS",
+    "TIMER_SLACK",
     "TRANSITIONS",
     "CallInput",
     "CallState",
@@ -140,6 +142,9 @@ FORWARD_RING_TIMEOUT: Final = 60.0
 """How long the forward number may ring (HotlineConfig has no setting for it)."""
 FORWARD_AGENT_NAME: Final = "forward"
 """The agent name of the forward attempt in records and ``Dial``."""
+TIMER_SLACK: Final = 0.001
+"""A deadline this close after ``now`` is due: asyncio may run a ``call_at`` callback up to its clock
+resolution early, and the shell must not be left re-arming a timer that never fires."""
 TIMER_STEP_LIMIT: Final = 10_000
 """Most timers one ``handle_timer`` fires (each fire ends an attempt or a phase; a safety net)."""
 
@@ -414,16 +419,18 @@ class HotlineCall:
     def _fire_one_timer(self) -> bool:
         due: list[tuple[float, int, int]] = []  # (deadline, kind, index) for a stable order
         timers = list(self._timers.items())
+        limit = self._now + TIMER_SLACK
         for index, (_, at) in enumerate(timers):
-            if at <= self._now:
+            if at <= limit:
                 due.append((at, 0, index))
         for seq, attempt in self._attempts.items():
             deadline = attempt.next_deadline() if attempt.live else None
-            if deadline is not None and deadline <= self._now:
+            if deadline is not None and deadline <= limit:
                 due.append((deadline, 1, seq))
         if not due:
             return False
-        _, kind, index = min(due)
+        at, kind, index = min(due)
+        self._advance(at)  # a timer fired a hair early happens at its deadline
         if kind == 0:
             timer = timers[index][0]
             del self._timers[timer]

@@ -110,3 +110,18 @@ def test_time_going_backwards_never_makes_record_times_go_backwards() -> None:
     assert records[-1].ringing == later + WALL_OFFSET
     deadline = call.next_deadline()
     assert deadline is not None and deadline >= later
+
+
+def test_a_timer_run_a_hair_early_still_fires_at_its_deadline() -> None:
+    d = Driver()
+    d.hunt()
+    deadline = d.call.next_deadline()
+    assert deadline is not None
+    actions = d.call.handle_timer(deadline - 0.0005)  # asyncio may run call_at this early
+    assert [type(a).__name__ for a in actions if type(a).__name__ in ("HangupAgent", "Dial")] == [
+        "HangupAgent",
+        "Dial",
+    ]
+    records = [a.record for a in actions if isinstance(a, StoreAttempt)]
+    assert records[0].ended == deadline + WALL_OFFSET
+    assert d.call.handle_timer(deadline - 0.0005) == []  # nothing else is due
