@@ -219,7 +219,7 @@ class AgentAttempt:
         if self._dialed:
             raise LocalProtocolError(f"attempt {self.seq} dialed twice")
         self._dialed = True
-        self._now = now
+        self._now = float(now)
         self.record = attrs.evolve(self.record, started=self._wall(now))
         self._ring_deadline = now + self.ring_timeout
         what = "the forward number" if not self.confirm else f"{self.agent_name} (round {self.round})"
@@ -229,7 +229,7 @@ class AgentAttempt:
 
     def handle(self, event: object, now: float) -> tuple[list[Action], AttemptSignal]:
         """An event for this attempt's leg (the call has routed it here by attempt number)."""
-        self._now = max(now, self._now)
+        self._now = float(max(now, self._now))
         input_ = self._classify(event)
         if input_ is None:
             self._log(LogLevel.DEBUG, f"ignored {type(event).__name__} (not an attempt event)")
@@ -242,7 +242,7 @@ class AgentAttempt:
 
     def handle_timer(self, now: float) -> tuple[list[Action], AttemptSignal]:
         """Fire the attempt's timer if it is due at ``now``."""
-        self._now = max(now, self._now)
+        self._now = float(max(now, self._now))
         if self._ring_deadline is not None and self._ring_deadline <= now:
             self._ring_deadline = None
             return self._fire(AttemptInput.RING_TIMEOUT, _Cause())
@@ -253,13 +253,13 @@ class AgentAttempt:
 
     def abort(self, end: AttemptEnd, reason: str, now: float) -> list[Action]:
         """The call ends this live leg now (CANCEL or BYE); ``reason`` is the record's sentence."""
-        self._now = max(now, self._now)
+        self._now = float(max(now, self._now))
         actions, _ = self._fire(AttemptInput.ABORT, _Cause(end=end, reason=reason))
         return actions
 
     def situation(self, now: float) -> str:
         """Where the attempt stands at ``now``, for the call's sentences ("while Bob's phone was ringing")."""
-        self._now = max(now, self._now)
+        self._now = float(max(now, self._now))
         name = self.agent_name if self.confirm else f"the forward to {self.number}"
         if self.state is AttemptState.INVITING:
             return f"while {name} was being called"

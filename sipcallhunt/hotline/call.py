@@ -290,7 +290,7 @@ class HotlineCall:
     _stored_attempts: dict[int, AttemptRecord] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        self._now = self.now
+        self._now = float(self.now)
         self._entry = PinEntry(self.config.pins)
         self.record = CallRecord(
             call_id=self.call_id,
@@ -298,7 +298,7 @@ class HotlineCall:
             caller=self.caller,
             caller_uri=self.caller_uri,
             sip_call_id=self.sip_call_id,
-            started=self._wall(self.now),
+            started=self._wall(self._now),
             pin_result=PinResult.PENDING if self.config.pins else PinResult.NOT_REQUIRED,
             node=self.node,
         )
@@ -466,7 +466,7 @@ class HotlineCall:
     # -- helpers --------------------------------------------------------------------------------
 
     def _advance(self, now: float) -> None:
-        self._now = max(now, self._now)
+        self._now = float(max(now, self._now))
 
     def _wall(self, now: float) -> float:
         return now + self.wall_offset
