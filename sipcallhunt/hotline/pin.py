@@ -150,8 +150,9 @@ class PinGuard:
         """A guard with the hotline's ``pin_lockout_failures`` and ``pin_lockout_time``."""
         return cls(failures=config.pin_lockout_failures, lockout_time=config.pin_lockout_time, max_numbers=max_numbers)
 
-    def __len__(self) -> int:
-        """How many numbers are remembered (for tests and statistics)."""
+    @property
+    def tracked(self) -> int:
+        """How many numbers are remembered (for statistics; a guard is never falsy)."""
         return len(self._numbers)
 
     def locked_until(self, number: str, now: float) -> float | None:

@@ -284,7 +284,7 @@ def test_caller_hanging_up_during_the_pin_is_abandoned() -> None:
     assert d.record.outcome is Outcome.CALLER_HUNG_UP
     assert d.record.pin_result is PinResult.ABANDONED
     assert d.record.end_reason == "caller hung up while entering the PIN"
-    assert len(d.guard) == 0  # no wrong entry yet: not a failed call
+    assert d.guard.tracked == 0  # no wrong entry yet: not a failed call
 
 
 # -- lockout -------------------------------------------------------------------------------------

@@ -129,10 +129,10 @@ def test_guard_memory_is_bounded_and_expired_numbers_are_dropped() -> None:
     guard = PinGuard(failures=5, lockout_time=60.0, max_numbers=100)
     for i in range(1000):
         guard.failed(f"n{i}", float(i) / 100)
-        assert len(guard) <= 100
+        assert guard.tracked <= 100
     assert guard.is_locked("n999", 10.0) is False
     guard.is_locked("anything", 1000.0)  # every entry has expired by now
-    assert len(guard) == 0
+    assert guard.tracked == 0
 
 
 def test_guard_keeps_the_most_recent_numbers_when_full() -> None:
