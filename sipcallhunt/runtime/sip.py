@@ -148,6 +148,8 @@ class SipEndpoint:
         self._resolved: dict[str, str] = {}
         self._housekeeping: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.leg_labels: dict[str, str] = {}
+        """Leg id → the id shown in log lines (the application's call id)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -200,7 +202,8 @@ class SipEndpoint:
                     if isinstance(event, SendMessage):
                         self._send(event)
                     elif isinstance(event, LogLine):
-                        log.log(event.level, "%s", event.message, extra={"call_id": event.leg or "-"})
+                        label = self.leg_labels.get(event.leg, event.leg) if event.leg else "-"
+                        log.log(event.level, "%s", event.message, extra={"call_id": label})
                     else:
                         try:
                             self.on_event(event)
@@ -263,7 +266,7 @@ class SipEndpoint:
                 "→ %s\n%s",
                 destination,
                 data.decode("utf-8", "replace"),
-                extra={"call_id": event.leg or "-"},
+                extra={"call_id": self.leg_labels.get(event.leg, event.leg) if event.leg else "-"},
             )
         if destination.transport == "udp":
             if self._udp is None:
