@@ -411,3 +411,32 @@ async def test_one_failing_event_handler_does_not_stop_the_engine(peers: tuple[P
         assert engine.errors >= 2
     finally:
         await engine.close()
+
+
+async def test_all_streams_share_one_timer(engine: MediaEngine, peers: tuple[Peer, Peer]) -> None:
+    peer, _ = peers
+    loop = asyncio.get_running_loop()
+    music = tone_prompt(440, 0.5)
+    legs = []
+    for i in range(30):
+        leg = engine.open_leg(i, rtcp=False)
+        leg.set_remote(*peer.address, "PCMU", 0, None)
+        leg.play([music], loop=True)
+        legs.append(leg)
+        await asyncio.sleep(0.0013)  # spread the streams' phases
+
+    def engine_timers() -> int:
+        scheduled = getattr(loop, "_scheduled", [])
+        return sum(1 for h in scheduled if not h.cancelled() and getattr(h._callback, "__self__", None) is engine)
+
+    counts = []
+    received = 0
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        counts.append(engine_timers())
+        received += len(await peer.receive(0.01))
+    assert max(counts) == 1
+    assert received >= 30 * 10  # 30 streams x 50 packets/s x 0.3 s, give or take the edges
+    late = engine.pacing_lateness()
+    assert late.packets >= 30 * 10
+    assert 0 < late.p50 <= late.p99 <= late.max
