@@ -32,6 +32,7 @@ __all__ = [
     "reason_phrase",
 ]
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -162,6 +163,8 @@ LIST_HEADERS: Final = frozenset(
 
 _TOKEN_RE = re.compile(r"[a-zA-Z0-9\-.!%*_+`'~]+")
 _FOLD_RE = re.compile(r"\r?\n[ \t]+")
+# RFC 3261 §7.3.1: field-name HCOLON field-value, HCOLON = *( SP / HTAB ) ":" SWS.
+_HEADER_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*(.*?)[ \t]*", re.DOTALL)
 # RFC 3261 §25.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF (one SP each, RFC 4475 §3.1.2.9).
 _REQUEST_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+) ([^\s]+) ([sS][iI][pP]/\d+\.\d+)")
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase; a missing final SP is tolerated.
@@ -213,12 +216,33 @@ def reason_phrase(status: int) -> str:
     return _REASONS.get(status) or _REASONS.get(status // 100 * 100, "Unknown")
 
 
+_NAME_LOOKUP: Final[dict[str, str]] = {**_CANONICAL, **COMPACT_FORMS}
+_NAME_CACHE: dict[str, str] = {}  # raw spelling → canonical name; bounded below
+_NAME_CACHE_LIMIT: Final = 4096
+
+
 def canonical_name(name: str) -> str:
     """Long, canonically capitalised form of a header name (``v`` → ``Via``, ``call-id`` → ``Call-ID``)."""
-    lname = name.lower()
-    if len(lname) == 1 and lname in COMPACT_FORMS:
-        return COMPACT_FORMS[lname]
-    return _CANONICAL.get(lname, name)
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
+    canonical = _NAME_LOOKUP.get(name.lower(), name)
+    if len(_NAME_CACHE) < _NAME_CACHE_LIMIT:
+        _NAME_CACHE[name] = canonical
+    return canonical
+
+
+_KEY_CACHE: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    """The case-insensitive lookup key of a header name (its canonical form, lower-cased)."""
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        key = canonical_name(name).lower()
+        if len(_KEY_CACHE) < _NAME_CACHE_LIMIT:
+            _KEY_CACHE[name] = key
+    return key
 
 
 @attrs.frozen
@@ -226,25 +250,40 @@ class Headers:
     """Ordered header fields with case-insensitive lookup.
 
     ``items`` holds ``(canonical name, value)`` pairs in wire order.  Methods that change
-    something return a new :class:`Headers`.
+    something return a new :class:`Headers`.  Lookups use an index built on first use.
     """
 
     items: tuple[tuple[str, str], ...] = ()
+    _index: dict[str, list[str]] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
         return cls(tuple((canonical_name(k), v) for k, v in pairs))
 
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self.items:
+                lkey = _key(key)
+                values = index.get(lkey)
+                if values is None:
+                    index[lkey] = [value]
+                else:
+                    values.append(value)
+            object.__setattr__(self, "_index", index)
+        return index
+
     def get(self, name: str, default: str | None = None) -> str | None:
-        lname = canonical_name(name).lower()
-        for key, value in self.items:
-            if key.lower() == lname:
-                return value
-        return default
+        values = self._lookup().get(_key(name))
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        lname = canonical_name(name).lower()
-        return [value for key, value in self.items if key.lower() == lname]
+        return list(self._lookup().get(_key(name), ()))
+
+    def count(self, name: str) -> int:
+        """How many fields are called ``name``."""
+        return len(self._lookup().get(_key(name), ()))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
@@ -290,6 +329,26 @@ class Headers:
         return Headers(((name, value), *self.items))
 
 
+# Structured values are frozen, so parses of the same header text can be shared: the same
+# From/To/Via/CSeq strings come back in every retransmission, response and in-dialog request,
+# and each accessor is called several times per message.  Long values are not cached, which
+# bounds the memory an attacker can pin.
+_CACHE_SIZE: Final = 2048
+_CACHE_MAX_VALUE: Final = 512
+_name_addr_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(NameAddr.parse)
+_via_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(Via.parse)
+_cseq_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(CSeq.parse)
+_uri_cached = functools.lru_cache(maxsize=_CACHE_SIZE)(SipUri.parse)
+
+
+def _name_addr(value: str) -> NameAddr:
+    return _name_addr_cached(value) if len(value) <= _CACHE_MAX_VALUE else NameAddr.parse(value)
+
+
+def _via(value: str) -> Via:
+    return _via_cached(value) if len(value) <= _CACHE_MAX_VALUE else Via.parse(value)
+
+
 class _MessageMixin:
     """Typed accessors shared by requests and responses."""
 
@@ -309,40 +368,40 @@ class _MessageMixin:
         value = self.headers.get("CSeq")
         if value is None:
             raise SipParseError("missing CSeq")
-        return CSeq.parse(value)
+        return _cseq_cached(value) if len(value) <= _CACHE_MAX_VALUE else CSeq.parse(value)
 
     @property
     def from_(self) -> NameAddr:
         value = self.headers.get("From")
         if value is None:
             raise SipParseError("missing From")
-        return NameAddr.parse(value)
+        return _name_addr(value)
 
     @property
     def to(self) -> NameAddr:
         value = self.headers.get("To")
         if value is None:
             raise SipParseError("missing To")
-        return NameAddr.parse(value)
+        return _name_addr(value)
 
     @property
     def vias(self) -> list[Via]:
-        return [Via.parse(v) for v in self.headers.get_all("Via")]
+        return [_via(v) for v in self.headers.get_all("Via")]
 
     @property
     def top_via(self) -> Via:
         value = self.headers.get("Via")
         if value is None:
             raise SipParseError("missing Via")
-        return Via.parse(value)
+        return _via(value)
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return [NameAddr.parse(v) for v in self.headers.get_all("Contact")]
+        return [_name_addr(v) for v in self.headers.get_all("Contact")]
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        return [NameAddr.parse(v) for v in self.headers.get_all("Record-Route")]
+        return [_name_addr(v) for v in self.headers.get_all("Record-Route")]
 
     @property
     def content_type(self) -> str | None:
@@ -377,7 +436,7 @@ class SipRequest(_MessageMixin):
 
     @property
     def request_uri(self) -> SipUri:
-        return SipUri.parse(self.uri)
+        return _uri_cached(self.uri) if len(self.uri) <= _CACHE_MAX_VALUE else SipUri.parse(self.uri)
 
     def __bytes__(self) -> bytes:
         return self._serialize(f"{self.method} {self.uri} {self.version}")
@@ -500,13 +559,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     content_lengths: list[str] = []
     problem: str | None = None
     for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not _TOKEN_RE.fullmatch(name):
+        m = _HEADER_LINE_RE.fullmatch(line)
+        if m is None:
             problem = problem or f"malformed header line: {line[:100]!r}"
             continue
-        cname = canonical_name(name)
-        value = value.strip(" \t")
+        cname = canonical_name(m[1])
+        value = m[2]
         if cname == "Content-Length":
             content_lengths.append(value)
             continue
@@ -586,15 +644,12 @@ def _check_number(message: SipMessage, name: str, limit: int) -> None:
 def _validate(message: SipMessage, partial: SipRequest | None = None) -> None:
     """Check the mandatory headers (RFC 3261 §8.1.1) and the syntax of those we rely on."""
     try:
-        seen: dict[str, int] = {}
-        for key, _ in message.headers.items:
-            lkey = key.lower()
-            if lkey in _SINGLE_VALUED:
-                seen[lkey] = seen.get(lkey, 0) + 1
-                if seen[lkey] > 1:
-                    raise SipParseError(f"more than one {key} header")
+        index = message.headers._lookup()
+        for key in _SINGLE_VALUED:
+            if len(index.get(key, ())) > 1:
+                raise SipParseError(f"more than one {canonical_name(key)} header")
         for name in _MANDATORY:
-            if message.headers.get(name) is None:
+            if name.lower() not in index:
                 raise SipParseError(f"missing mandatory header {name}")
         message.vias  # noqa: B018 - parse to validate
         cseq = message.cseq
@@ -604,7 +659,7 @@ def _validate(message: SipMessage, partial: SipRequest | None = None) -> None:
             raise SipParseError(f"invalid Call-ID: {message.call_id[:100]!r}")
         for name in ("Contact", "Route", "Record-Route"):
             for value in message.headers.get_all(name):
-                NameAddr.parse(value)
+                _name_addr(value)
         _check_number(message, "Max-Forwards", MAX_FORWARDS_LIMIT)
         _check_number(message, "Expires", DELTA_SECONDS_LIMIT)
         _check_number(message, "Min-Expires", DELTA_SECONDS_LIMIT)

@@ -62,6 +62,7 @@ _PASSWORD_SAFE = "-_.!~*'()&=+$,"
 _PARAM_SAFE = "-_.!~*'()[]/:&+$"
 _HEADER_SAFE = "-_.!~*'()[]/?:+$"
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+_WHITESPACE_RE = re.compile(r"\s")
 
 
 def _unescape(text: str) -> str:
@@ -197,6 +198,8 @@ def _scan_quoted(text: str, start: int) -> int:
 
 def split_comma_list(value: str) -> list[str]:
     """Split a header value at commas that are outside quoted strings and ``<>``."""
+    if '"' not in value and "<" not in value:
+        return [item.strip() for item in value.split(",")]
     items: list[str] = []
     depth = 0
     start = 0
@@ -221,6 +224,9 @@ def split_comma_list(value: str) -> list[str]:
 
 def _split_semicolons(text: str) -> Iterator[str]:
     """Split at ';' outside quoted strings."""
+    if '"' not in text:
+        yield from text.split(";")
+        return
     start = 0
     i = 0
     while i < len(text):
@@ -286,7 +292,7 @@ class SipUri:
         if not colon or not _SCHEME_RE.fullmatch(scheme) or not rest:
             raise _error("URI", text)
         scheme = scheme.lower()
-        if any(ch.isspace() for ch in rest):
+        if _WHITESPACE_RE.search(rest):
             raise _error("URI (contains whitespace)", text)
         if scheme == "tel":
             number, *param_parts = rest.split(";")
