@@ -31,8 +31,10 @@ The flow (states in capitals; each arrow is one entry of :data:`TRANSITIONS`):
    connected call at all.
 2. ANSWERING —CallerConnected→ INTRO: the intro plays.  No ``CallerConnected`` within
    ``intro_timeout``: the call ends (outcome ``failed``).
-3. INTRO —intro played→ PIN_PROMPT if the hotline has PINs, else HUNTING.  Keys during the intro
-   are ignored (it may carry notices callers must hear).
+3. INTRO —intro played→ PIN_PROMPT if the hotline has PINs, else HUNTING.  With PINs and
+   ``pin_type_ahead`` (the default), a key during the intro stops it and starts the PIN entry
+   with that key (a caller who knows the PIN need not wait); otherwise keys during the intro
+   are ignored (set ``pin_type_ahead = false`` when the intro carries notices callers must hear).
 4. PIN_PROMPT: ``enter_pin`` plays (after a wrong entry ``wrong_pin`` + ``enter_pin``; after a
    timed-out one just ``enter_pin``).  The first key stops the prompt and counts (barge-in)
    → PIN_ENTRY; the prompt's end also → PIN_ENTRY.  PIN_ENTRY waits ``pin_timeout`` from the
@@ -171,6 +173,7 @@ class CallInput(enum.Enum):
     CALLER_CONNECTED = "caller_connected"
     CALLER_HUNG_UP = "caller_hung_up"
     CALLER_KEY = "caller_key"
+    TYPE_AHEAD = "type_ahead"  # a key during the intro of a hotline with PINs: PIN entry starts
     CALLER_MEDIA_TIMEOUT = "caller_media_timeout"
     PROMPT_DONE = "prompt_done"  # the prompt the call waits for played out
     MUSIC_CUE = "music_cue"  # please_hold / forwarding played out: start the hold music
@@ -199,6 +202,7 @@ EXTERNAL_INPUTS: Final = frozenset(
         CallInput.CALLER_CONNECTED,
         CallInput.CALLER_HUNG_UP,
         CallInput.CALLER_KEY,
+        CallInput.TYPE_AHEAD,
         CallInput.CALLER_MEDIA_TIMEOUT,
         CallInput.PROMPT_DONE,
         CallInput.MUSIC_CUE,
@@ -373,7 +377,9 @@ class HotlineCall:
             if len(key) != 1 or key not in DTMF_KEYS:
                 self._log(LogLevel.WARNING, f"ignored a malformed DTMF key on leg {event.leg}")
             elif event.leg is CALLER:
-                self._fire(CallInput.CALLER_KEY, _Cause(attrs.evolve(event, digit=key)))
+                typed_ahead = self.state is CallState.INTRO and bool(self.config.pins) and self.config.pin_type_ahead
+                kind = CallInput.TYPE_AHEAD if typed_ahead else CallInput.CALLER_KEY
+                self._fire(kind, _Cause(attrs.evolve(event, digit=key)))
             else:
                 self._to_attempt(event.leg, attrs.evolve(event, digit=key))
         elif isinstance(event, PlaybackFinished):
@@ -632,6 +638,8 @@ class HotlineCall:
         self._answered_at = self._now
         self.record = attrs.evolve(self.record, answered=self._wall(self._now))
         self._log(LogLevel.INFO, "caller connected; playing the intro")
+        if self.config.pins and self.config.pin_type_ahead:
+            self._inband(True)  # a caller who knows the PIN may type it during the intro
         self._await_prompt("intro")
 
     def _on_never_connected(self, cause: _Cause) -> None:
@@ -660,6 +668,11 @@ class HotlineCall:
         self._out.append(StopPlayback(CALLER))
         self._timers[CallTimer.PIN] = self._now + self.config.pin_timeout
         self._on_pin_key(cause)
+
+    def _on_type_ahead(self, cause: _Cause) -> None:
+        self._log(LogLevel.INFO, "PIN typed during the intro; skipping to the PIN entry")
+        self._entry.clear()
+        self._on_barge_in(cause)
 
     def _on_pin_key(self, cause: _Cause) -> None:
         event = cause.event
@@ -870,6 +883,7 @@ TRANSITIONS: Final[dict[tuple[CallState, CallInput], tuple[CallState, _Effect]]]
     (_S.INTRO, _I.PROMPT_TIMEOUT): (_S.INTRO, _C._on_intro_done),
     (_S.INTRO, _I.PIN_REQUIRED): (_S.PIN_PROMPT, _C._on_ask_pin),
     (_S.INTRO, _I.NO_PIN): (_S.HUNTING, _C._on_no_pin),
+    (_S.INTRO, _I.TYPE_AHEAD): (_S.PIN_ENTRY, _C._on_type_ahead),
     (_S.PIN_PROMPT, _I.PROMPT_DONE): (_S.PIN_ENTRY, _C._on_pin_prompt_done),
     (_S.PIN_PROMPT, _I.PROMPT_TIMEOUT): (_S.PIN_ENTRY, _C._on_pin_prompt_done),
     (_S.PIN_PROMPT, _I.CALLER_KEY): (_S.PIN_ENTRY, _C._on_barge_in),

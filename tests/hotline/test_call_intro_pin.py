@@ -87,8 +87,8 @@ def test_a_lost_end_of_the_intro_does_not_strand_the_call() -> None:
     assert "did not report its end" in d.log_text()
 
 
-def test_keys_during_the_intro_are_ignored_and_not_logged() -> None:
-    d = pin_driver()
+def test_keys_during_the_intro_are_ignored_without_type_ahead() -> None:
+    d = pin_driver(pin_type_ahead=False)
     d.start()
     d.send(CallerConnected())
     for key in PIN:
@@ -96,6 +96,29 @@ def test_keys_during_the_intro_are_ignored_and_not_logged() -> None:
     d.played("intro")
     assert d.call.state is CallState.PIN_PROMPT
     assert PIN not in d.log_text()
+
+
+def test_pin_typed_during_the_intro_stops_it_and_counts() -> None:
+    d = pin_driver()
+    d.start()
+    actions = d.send(CallerConnected())
+    assert DetectDtmf(CALLER, inband=True) in d.ops(actions)  # in-band keys are heard during the intro
+    first = d.ops(d.key(PIN[0]))
+    assert StopPlayback(CALLER) in first and d.call.state is CallState.PIN_ENTRY
+    for key in PIN[1:-1]:
+        d.key(key)
+    actions = d.key(PIN[-1])
+    assert d.record.pin_result is PinResult.OK
+    assert d.call.state is CallState.HUNTING and d.of(Dial, actions)
+    assert PIN not in d.log_text()
+
+
+def test_keys_during_the_intro_of_a_hotline_without_pins_are_ignored() -> None:
+    d = Driver()
+    d.start()
+    d.send(CallerConnected())
+    assert d.ops(d.key("5")) == []
+    assert d.call.state is CallState.INTRO
 
 
 def test_start_twice_and_events_before_start_are_bugs_of_the_shell() -> None:
@@ -115,10 +138,9 @@ def test_start_twice_and_events_before_start_are_bugs_of_the_shell() -> None:
 def test_right_pin_ends_at_its_length_and_starts_the_hunt() -> None:
     d = pin_driver()
     d.connect()
-    assert d.ops(d.last)[:2] == [
-        DetectDtmf(CALLER, inband=True),
-        Play(CALLER, ("enter_pin",), loop=False, token=d.token("enter_pin")),
-    ]
+    # In-band detection went on with the intro (type-ahead); the PIN prompt follows the intro.
+    assert DetectDtmf(CALLER, inband=True) in d.ops(d.actions)
+    assert d.ops(d.last)[:1] == [Play(CALLER, ("enter_pin",), loop=False, token=d.token("enter_pin"))]
     assert d.record.pin_result is PinResult.PENDING
     d.played("enter_pin", after=3.0)
     assert d.ops(d.keys(PIN[:-1])) == []
