@@ -273,8 +273,8 @@ class Phones:
             self.caller_ended.set()
 
     async def _type_pin(self) -> None:
-        await asyncio.sleep(2.5)
-        self.t.say("caller", f"types the PIN {PIN}# (RFC 4733) while the PIN prompt is still playing")
+        await asyncio.sleep(0.8)
+        self.t.say("caller", f"types the PIN {PIN}# (RFC 4733) without waiting for the intro to end")
         self.audio["caller"].send_digits(PIN + "#")
 
     def hang_up_caller(self) -> None:

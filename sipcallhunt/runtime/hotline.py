@@ -276,9 +276,6 @@ class HotlineService:
         self.sip.leg_labels[event.leg] = call_id
         self._by_media[f"{call_id}/caller"] = (session, ev.CALLER)
         self.calls_started += 1
-        log.info(
-            "hotline %s: call from %s (%s)", hotline.name, caller, event.request.call_id, extra={"call_id": call_id}
-        )
         self._feed(session, _Start())
 
     # == events from the media engine ==============================================================
