@@ -143,18 +143,20 @@ class MediaTimeout:
 
 @attrs.frozen(kw_only=True)
 class LegStats:
+    """One leg's counters (RTP unless named RTCP)."""
+
     leg_id: object
-    packets_in: int
+    packets_in: int  # every datagram received on the RTP port, garbage and foreign sources included
     octets_in: int
-    packets_out: int
+    packets_out: int  # everything sent: our own stream, spliced DTMF and packets relayed to this leg
     octets_out: int
-    relayed_in: int
-    relayed_out: int
-    dropped: Mapping[str, int]
+    relayed_in: int  # received here and forwarded to the bridge partner
+    relayed_out: int  # forwarded from the bridge partner to this leg's peer
+    dropped: Mapping[str, int]  # by DropReason value
     rtcp_in: int
     rtcp_out: int
-    late_skipped: int
-    latched: tuple[str, int] | None
+    late_skipped: int  # pacing slots skipped because the engine was more than 60 ms late
+    latched: tuple[str, int] | None  # the peer's real RTP source address
 
 
 @attrs.frozen
@@ -226,6 +228,8 @@ class MediaLeg:
         "local_port",
         "payload_type",
         "ptime_ms",
+        "relayed_in",
+        "relayed_out",
         "rtcp_in",
         "rtcp_out",
         "stream",
@@ -269,6 +273,8 @@ class MediaLeg:
         self._rtcp_dest: tuple[str, int] | None = None
         self.rtcp_in = 0
         self.rtcp_out = 0
+        self.relayed_in = 0  # packets received here and forwarded, in bridges that ended
+        self.relayed_out = 0  # packets forwarded to here from a partner, in bridges that ended
         self.closed = False
 
     # -- what the call controller uses ------------------------------------------------------
@@ -346,27 +352,38 @@ class MediaLeg:
         engine._schedule(self)
 
     def stats(self) -> LegStats:
+        """Counters of this leg: everything received and sent, bridged or not."""
         c = self.counters
-        path = self._rx_path
         dropped = {reason.value: n for reason, n in c.dropped.items()}
-        relayed_in = 0
+        packets_in, octets_in = c.packets_in, c.octets_in
+        packets_out, octets_out = c.packets_out, c.octets_out
+        relayed_in, relayed_out = self.relayed_in, self.relayed_out
+        path = self._rx_path  # what we receive and forward (counted in while bridged)
         if path is not None:
-            relayed_in = path.counters.packets_in
+            packets_in += path.counters.packets_in
+            octets_in += path.counters.octets_in
+            relayed_in += path.counters.packets_out
             for reason, n in path.counters.dropped.items():
                 dropped[reason.value] = dropped.get(reason.value, 0) + n
+        partner = self._partner  # what the partner forwards to us (counted out while bridged)
+        if partner is not None and partner._rx_path is not None:
+            packets_out += partner._rx_path.counters.packets_out
+            octets_out += partner._rx_path.counters.octets_out
+            relayed_out += partner._rx_path.counters.packets_out
         if self.latch.foreign:
             dropped[DropReason.FOREIGN_SOURCE.value] = self.latch.foreign
         stream = self.stream
+        if stream is not None:
+            packets_out += stream.packets_sent
+            octets_out += stream.octets_sent
         return LegStats(
             leg_id=self.leg_id,
-            packets_in=c.packets_in + relayed_in,
-            octets_in=c.octets_in + (path.counters.octets_in if path is not None else 0),
-            packets_out=c.packets_out + (stream.packets_sent if stream is not None else 0),
-            octets_out=c.octets_out + (stream.octets_sent if stream is not None else 0),
+            packets_in=packets_in,
+            octets_in=octets_in,
+            packets_out=packets_out,
+            octets_out=octets_out,
             relayed_in=relayed_in,
-            relayed_out=self._partner._rx_path.counters.packets_out
-            if self._partner is not None and self._partner._rx_path is not None
-            else 0,
+            relayed_out=relayed_out,
             dropped=dropped,
             rtcp_in=self.rtcp_in,
             rtcp_out=self.rtcp_out,
@@ -690,6 +707,8 @@ class MediaEngine:
                 src.counters.octets_in += path.counters.octets_in
                 dst.counters.packets_out += path.counters.packets_out
                 dst.counters.octets_out += path.counters.octets_out
+                src.relayed_in += path.counters.packets_out
+                dst.relayed_out += path.counters.packets_out
                 for reason, n in path.counters.dropped.items():
                     src.counters.dropped[reason] = src.counters.dropped.get(reason, 0) + n
             src._rx_path = None

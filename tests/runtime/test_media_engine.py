@@ -234,6 +234,10 @@ async def test_unbridge_continues_the_legs_own_stream(engine: MediaEngine, peers
     assert len({p.ssrc for p in stream}) == 1
     assert all(seq_diff(y.sequence, x.sequence) == 1 for x, y in itertools.pairwise(stream))
     assert stream[10].marker
+    stats_a, stats_b = a.stats(), b.stats()
+    assert stats_a.relayed_out == 10 and stats_a.relayed_in == 0
+    assert stats_b.relayed_in == 10 and stats_b.packets_in == 10
+    assert stats_a.packets_out == 15
 
 
 async def test_foreign_source_is_dropped_and_counted(engine: MediaEngine, peers: tuple[Peer, Peer]) -> None:
