@@ -233,6 +233,15 @@ def canonical_name(name: str) -> str:
 
 
 _KEY_CACHE: dict[str, str] = {}
+_NAME_INFO: dict[str, tuple[str, str]] = {}  # raw spelling → (canonical name, lookup key)
+
+
+def _name_info(name: str) -> tuple[str, str]:
+    canonical = canonical_name(name)
+    info = (canonical, canonical.lower())
+    if len(_NAME_INFO) < _NAME_CACHE_LIMIT:
+        _NAME_INFO[name] = info
+    return info
 
 
 def _key(name: str) -> str:
@@ -510,6 +519,8 @@ DELTA_SECONDS_LIMIT: Final = 2**32 - 1
 
 def _unfold(head: str) -> list[str]:
     """Header lines with continuation lines joined by one space (RFC 3261 §7.3.1)."""
+    if "\n " not in head and "\n\t" not in head and head.count("\n") == head.count("\r\n"):
+        return head.split("\r\n")  # the common case: CRLF line ends, nothing folded
     raw = head.split("\n")
     lines: list[str] = []
     for line in raw:
@@ -558,26 +569,34 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     pairs: list[tuple[str, str]] = []
     content_lengths: list[str] = []
     problem: str | None = None
+    index: dict[str, list[str]] = {}
     for line in lines[1:]:
         m = _HEADER_LINE_RE.fullmatch(line)
         if m is None:
             problem = problem or f"malformed header line: {line[:100]!r}"
             continue
-        cname = canonical_name(m[1])
+        cname, lkey = _NAME_INFO.get(m[1]) or _name_info(m[1])
         value = m[2]
-        if cname == "Content-Length":
+        if lkey == "content-length":
             content_lengths.append(value)
             continue
-        if "," in value and cname.lower() in LIST_HEADERS:
+        if "," in value and lkey in LIST_HEADERS:
             try:
                 items = split_comma_list(value)
             except SipParseError as exc:
                 problem = problem or str(exc)
                 items = [value]
-            pairs.extend((cname, item) for item in items)
         else:
-            pairs.append((cname, value))
+            items = [value]
+        for item in items:
+            pairs.append((cname, item))
+            values = index.get(lkey)
+            if values is None:
+                index[lkey] = [item]
+            else:
+                values.append(item)
     headers = Headers(tuple(pairs))
+    object.__setattr__(headers, "_index", index)  # built alongside, saves a second pass
 
     is_response = start[:4].upper() == "SIP/"
     request_match = None if is_response else _REQUEST_LINE_RE.fullmatch(start)
