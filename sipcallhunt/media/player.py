@@ -232,10 +232,15 @@ class OutboundStream:
 
     def start_relay(self, now: float) -> StreamPosition:
         """The other party's audio continues this stream from the next free slot on."""
+        if self._spliced:
+            # events not sent yet are dropped: give their sequence numbers back (RFC 3550 §5.1:
+            # the sequence number counts packets sent)
+            self.seq = int.from_bytes(self._spliced[0][1][2:4], "big")
+            self._spliced.clear()
+        self._event_until = -1
+        self._inserted.clear()
         position = self.next_position(now)
         self._relaying = True
-        self._spliced.clear()
-        self._inserted.clear()
         return position
 
     def stop_relay(self, position: StreamPosition, now: float) -> None:

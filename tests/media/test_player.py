@@ -7,6 +7,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipcallhunt.errors import MediaError
 from sipcallhunt.media import g711
@@ -242,3 +244,88 @@ def test_insert_audio_goes_before_the_playlist() -> None:
     payloads = [p.payload for _, p in run(stream, START + 0.2)]
     assert payloads[:2] == [b"\x01" * 160, b"\x02" * 160]
     assert payloads[2:7] == list(prompt.frames("PCMU"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["play", "loop", "stop", "relay", "dtmf", "tone", "late", "wait"]),
+            st.floats(min_value=0.0, max_value=0.5),
+        ),
+        max_size=25,
+    ),
+    idle=st.sampled_from(list(IdleMode)),
+)
+def test_any_sequence_of_operations_keeps_one_continuous_stream(ops: list[tuple[str, float]], idle: IdleMode) -> None:
+    prompts = [tone_prompt("a", 500, 0.06), tone_prompt("b", 700, 0.11)]
+    stream = new_stream(idle)
+    now = START
+    sent: list[tuple[float, RtpPacket]] = []
+    path: RelayPath | None = None
+    in_seq = 0
+
+    def drive(until: float) -> None:
+        nonlocal in_seq
+        if path is not None:
+            t = now
+            while t <= until:  # the other party's packets every 20 ms
+                stream.pop_due(t)
+                pkt = RtpPacket(
+                    payload_type=0, sequence=in_seq & 0xFFFF, timestamp=160 * in_seq, ssrc=5, payload=SILENCE
+                )
+                in_seq += 1
+                buf = bytearray(pkt.serialize())
+                n = path.forward(buf, len(buf), t)
+                sent.append((t, RtpPacket.parse(bytes(buf[:n]))))
+                t += 0.02
+            return
+        for _ in range(100_000):
+            due = stream.next_due()
+            if due is None or due > until:
+                break
+            sent.extend((due, RtpPacket.parse(p)) for p in stream.pop_due(due))
+
+    for op, dt in ops:
+        if op == "late":  # the shell stalls, then serves everything due at once
+            now += dt
+            sent.extend((now, RtpPacket.parse(p)) for p in stream.pop_due(now))
+            continue
+        drive(now + dt)
+        now += dt
+        if op == "relay":
+            if path is None:
+                path = RelayPath.create(
+                    stream.start_relay(now), in_codec="PCMU", in_audio_pt=0, in_event_pt=None,
+                    out_codec="PCMU", out_audio_pt=0, out_event_pt=None,
+                )  # fmt: skip
+            else:
+                stream.stop_relay(path.position(now), now)
+                path = None
+        elif path is not None:
+            continue  # the other operations wait for the bridge to end
+        elif op in ("play", "loop"):
+            stream.play(prompts, loop=op == "loop", token=op, now=now)
+        elif op == "stop":
+            stream.stop()
+        elif op == "dtmf":
+            position = stream.next_position(now)
+            packets = rfc4733_packets(
+                "1", payload_type=101, ssrc=position.ssrc, first_sequence=position.next_seq,
+                timestamp=position.timestamp,
+            )  # fmt: skip
+            stream.splice(position, [(o, p.serialize()) for o, p in packets], next_seq=position.next_seq + 8)
+        elif op == "tone":
+            stream.insert_audio([SILENCE] * 3, now=now)
+    drive(now + 0.5)
+    packets = [p for _, p in sent]
+    assert len({p.ssrc for p in packets}) <= 1
+    audio = [p for p in packets if p.payload_type == 0]
+    for a, b in itertools.pairwise(audio):
+        assert ts_diff(b.timestamp, a.timestamp) > 0  # audio time only moves forward
+    seqs = sorted({p.sequence for p in packets}, key=lambda s: seq_diff(s, packets[0].sequence) if packets else 0)
+    if packets:
+        # every sequence number from the first to the last was used (RFC 4733 end packets share one)
+        assert seq_diff(seqs[-1], seqs[0]) == len(seqs) - 1
+    for (t1, _), (t2, _) in itertools.pairwise(sent):
+        assert t2 >= t1 - 1e-9
