@@ -447,3 +447,25 @@ async def test_all_streams_share_one_timer(engine: MediaEngine, peers: tuple[Pee
     late = engine.pacing_lateness()
     assert late.packets >= 30 * 10
     assert 0 < late.p50 <= late.p99 <= late.max
+
+
+def test_pacing_benchmark_smoke() -> None:
+    """The pacing benchmark runs and reports its figures."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pacing", "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "# machine:" in result.stdout
+    row = result.stdout.splitlines()[-1].split()
+    assert int(float(row[0])) == 200
+    assert int(row[-1]) > 0  # the sink received packets

@@ -128,3 +128,19 @@ def test_relay_only_mode_fails_cleanly_on_a_busy_port() -> None:
     assert result.returncode == 1
     assert "READY" not in result.stdout
     assert "cannot bind" in result.stderr
+
+
+def test_relay_benchmark_smoke() -> None:
+    """The benchmark (generator + relay-only mode on one core) runs and reports its figures."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.relay", "--smoke"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "# machine:" in result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["uvloop"]]
+    assert len(rows) == 1
+    calls, loss, relay_exit = int(rows[0][1]), float(rows[0][3]), rows[0][-1]
+    assert calls == 100
+    assert loss < 5.0  # a smoke run on a busy machine: the figures matter in the real run
+    assert relay_exit == "0"
