@@ -22,6 +22,9 @@ from __future__ import annotations
 
 __all__ = [
     "COMPACT_FORMS",
+    "LIST_HEADERS",
+    "MAX_MESSAGE_SIZE",
+    "Headers",
     "KeepAlive",
     "SipMessage",
     "SipRequest",
@@ -504,8 +507,9 @@ _SINGLE_VALUED: Final = frozenset(
 )
 """Headers that must not appear more than once (RFC 3261 §7.3.1; RFC 4475 §3.3.8)."""
 
-_WORD_RE: Final = re.compile(r"[a-zA-Z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+")
-_CALL_ID_RE: Final = re.compile(f"{_WORD_RE.pattern}(?:@{_WORD_RE.pattern})?")
+# Call-ID = word ["@" word] (RFC 3261 §25.1); we only insist on no whitespace, since real user
+# agents put other characters ('=' of base64, for one) in their Call-IDs.
+_CALL_ID_RE: Final = re.compile(r"\S+")
 _SIP_DATE_RE: Final = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
     r"\d{2}:\d{2}:\d{2} GMT"

@@ -14,6 +14,7 @@ import attrs
 from hypothesis import strategies as st
 
 from sipcallhunt.sip.message import COMPACT_FORMS, LIST_HEADERS, Headers, SipMessage, SipRequest, SipResponse
+from sipcallhunt.sip.sdp import Connection, Direction, Fmtp, MediaDescription, Origin, RtpMap, SessionDescription
 from sipcallhunt.sip.uri import NameAddr, Params, SipUri, Via, quote
 
 TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
@@ -247,3 +248,72 @@ def mutated(draw: st.DrawFn, data: bytes) -> bytes:
         else:
             buf[pos:pos] = buf[pos : pos + draw(st.integers(1, 40))]
     return bytes(buf)
+
+
+# -- SDP ---------------------------------------------------------------------------------------
+
+_SDP_TEXT = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(
+    lambda s: s.strip() == s
+)
+_ATTR_NAMES = st.one_of(st.sampled_from(["label", "rtcp", "mid", "ssrc", "candidate", "rtcp-fb"]), tokens)
+
+
+@st.composite
+def connections(draw: st.DrawFn) -> Connection:
+    if draw(st.booleans()):
+        return Connection(draw(ipv6), "IP6")
+    return Connection(draw(st.one_of(ipv4, hostnames)), "IP4")
+
+
+@st.composite
+def _attributes(draw: st.DrawFn) -> tuple[tuple[str, str | None], ...]:
+    reserved = {"rtpmap", "fmtp", "ptime", "maxptime", "rtcp-mux", "sendrecv", "sendonly", "recvonly", "inactive"}
+    names = draw(st.lists(_ATTR_NAMES.filter(lambda n: n not in reserved), max_size=3))
+    return tuple((name, draw(st.one_of(st.none(), _SDP_TEXT))) for name in names)
+
+
+@st.composite
+def media_descriptions(draw: st.DrawFn) -> MediaDescription:
+    pts = draw(st.lists(st.integers(0, 127), min_size=1, max_size=5, unique=True))
+    rtpmap = tuple(
+        RtpMap(pt, draw(st.sampled_from(["PCMU", "PCMA", "telephone-event", "opus", "G722"])), 8000)
+        for pt in pts
+        if draw(st.booleans())
+    )
+    fmtp = tuple(Fmtp(pt, draw(_SDP_TEXT)) for pt in pts if draw(st.booleans()))
+    return MediaDescription(
+        media=draw(st.sampled_from(["audio", "video", "application"])),
+        port=draw(st.integers(0, 65535)),
+        port_count=draw(st.one_of(st.none(), st.integers(1, 4))),
+        proto=draw(st.sampled_from(["RTP/AVP", "RTP/AVPF", "RTP/SAVP", "UDP/TLS/RTP/SAVPF"])),
+        formats=tuple(str(pt) for pt in pts),
+        connection=draw(st.one_of(st.none(), connections())),
+        rtpmap=rtpmap,
+        fmtp=fmtp,
+        ptime=draw(st.one_of(st.none(), st.integers(1, 200))),
+        maxptime=draw(st.one_of(st.none(), st.integers(1, 200))),
+        direction=draw(st.one_of(st.none(), st.sampled_from(list(Direction)))),
+        rtcp_mux=draw(st.booleans()),
+        bandwidths=tuple(draw(st.lists(st.sampled_from(["AS:64", "TIAS:64000", "CT:128"]), max_size=2))),
+        attributes=draw(_attributes()),
+    )
+
+
+@st.composite
+def session_descriptions(draw: st.DrawFn) -> SessionDescription:
+    connection = draw(connections())
+    return SessionDescription(
+        origin=Origin(
+            username=draw(st.sampled_from(["-", "user1", "FreeSWITCH"])),
+            session_id=draw(st.integers(0, 2**62)),
+            session_version=draw(st.integers(0, 2**62)),
+            addr_type=connection.addr_type,
+            address=connection.address,
+        ),
+        session_name=draw(st.one_of(st.just("-"), _SDP_TEXT)),
+        connection=draw(st.one_of(st.none(), st.just(connection))),
+        times=tuple(draw(st.lists(st.tuples(st.integers(0, 2**40), st.integers(0, 2**40)), min_size=1, max_size=2))),
+        direction=draw(st.one_of(st.none(), st.sampled_from(list(Direction)))),
+        attributes=draw(_attributes()),
+        media=tuple(draw(st.lists(media_descriptions(), max_size=3))),
+    )

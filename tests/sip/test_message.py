@@ -277,3 +277,12 @@ def test_response_helpers() -> None:
     assert reason_phrase(486) == "Busy Here" and reason_phrase(499) == "Bad Request"
     r = SipResponse(180, "Ringing")
     assert r.is_provisional and r.start_line() == "SIP/2.0 180 Ringing"
+
+
+def test_public_names_exist() -> None:
+    import importlib
+
+    for module in ("message", "uri", "sdp", "digest"):
+        mod = importlib.import_module(f"sipcallhunt.sip.{module}")
+        for name in mod.__all__:
+            assert hasattr(mod, name), f"{module}.{name}"

@@ -20,6 +20,7 @@ from sipcallhunt.sip.sdp import (
     build_offer,
     parse_sdp,
 )
+from tests.sip.strategies import session_descriptions
 
 
 def sdp(text: str) -> bytes:
@@ -416,3 +417,21 @@ def test_arbitrary_bytes_parse_or_raise_sdp_error(body: bytes) -> None:
     except SdpError:
         return
     assert parse_sdp(bytes(sd)) == sd
+
+
+@given(session_descriptions())
+def test_generated_sdp_round_trips(sd: SessionDescription) -> None:
+    assert parse_sdp(bytes(sd)) == sd
+
+
+@given(session_descriptions())
+def test_answering_any_sdp_gives_an_answer_or_488(sd: SessionDescription) -> None:
+    try:
+        answer, media = our_answer(sd)
+    except SdpError as exc:
+        assert exc.status == 488
+        return
+    assert len(answer.media) == len(sd.media)
+    assert sum(1 for m in answer.media if m.port != 0) == 1
+    assert parse_sdp(bytes(answer)) == answer
+    assert media.codec in ("PCMU", "PCMA")
