@@ -428,7 +428,8 @@ def parse_sdp(body: bytes) -> SessionDescription:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise _garbage("SDP is not UTF-8") from None
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    # Trailing blanks on a line are not SDP (RFC 4566 §5) but some peers send them: ignore them.
+    lines = [line.rstrip(" \t\r") for line in text.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
     if not lines or lines[0].strip() != "v=0":

@@ -179,6 +179,12 @@ def test_parse_keeps_unknown_lines_and_attributes() -> None:
     assert linphone.connection == Connection("2001:db8::10", "IP6")
 
 
+def test_trailing_blanks_and_bare_lf_are_tolerated() -> None:
+    sd = parse_sdp(ASTERISK.replace(b"\r\n", b" \n"))
+    assert sd == parse_sdp(ASTERISK)
+    assert sd.media[0].direction is Direction.SENDRECV
+
+
 def test_static_payload_types_need_no_rtpmap() -> None:
     sd = parse_sdp(sdp(HEAD + "m=audio 5004 RTP/AVP 8"))
     answer, media = our_answer(sd)
