@@ -70,6 +70,7 @@ Address = tuple[str, int]
 RTP_VERSION: Final = 2  # RFC 3550 §5.1
 RTP_HEADER_LEN: Final = 12  # RFC 3550 §5.1: fixed header without CSRCs
 RTP_CLOCK_RATE: Final = 8000  # RFC 3551 §4.5.14: PCMU/PCMA; RFC 4733 §2.1 uses the audio clock
+_FRAME_TICKS: Final = 160  # one 20 ms G.711 frame, RFC 3551 §4.5
 _SEQ_MOD: Final = 1 << 16
 _TS_MOD: Final = 1 << 32
 _SEQ_MASK: Final = _SEQ_MOD - 1
@@ -236,20 +237,24 @@ class RelayPath:
             next_seq=position.next_seq,
             # the packet that would be sent at position.time carries position.timestamp; a
             # relayed packet arriving then must get it, so "last" is one 20 ms frame before.
-            last_ts=(position.timestamp - 160) & _TS_MASK,
+            last_ts=(position.timestamp - _FRAME_TICKS) & _TS_MASK,
             last_time=position.time - 0.020,
         )
 
     def position(self, now: float) -> StreamPosition:
-        """The stream's position at ``now``, for the sending leg's player to continue from."""
-        elapsed = max(0, round((now - self.last_time) * RTP_CLOCK_RATE))
+        """The stream's position at ``now``, for the sending leg's player to continue from.
+
+        The timestamp is at least one frame after the last packet's, so that audio sent next
+        never overlaps it, however soon it follows."""
+        elapsed = max(_FRAME_TICKS, round((now - self.last_time) * RTP_CLOCK_RATE))
         return StreamPosition(self.ssrc, self.next_seq, (self.last_ts + elapsed) & _TS_MASK, now)
 
     def _resync(self, in_ssrc: int, in_seq: int, in_ts: int, now: float) -> None:
         # A new source (the bridge's first packet, or the peer changed SSRC): continue our
         # sequence numbers and advance our timestamp by the wall-clock time since our last packet
-        # (RFC 3550 §5.1: the timestamp reflects the sampling instant).
-        elapsed = max(1, round((now - self.last_time) * RTP_CLOCK_RATE))
+        # (RFC 3550 §5.1: the timestamp reflects the sampling instant), and by at least the
+        # frame our last packet held, so that the two sources' audio never overlaps.
+        elapsed = max(_FRAME_TICKS, round((now - self.last_time) * RTP_CLOCK_RATE))
         self.in_ssrc = in_ssrc
         self.seq_delta = (self.next_seq - in_seq) & _SEQ_MASK
         self.ts_delta = (self.last_ts + elapsed - in_ts) & _TS_MASK
