@@ -42,7 +42,7 @@ from typing import Final
 
 import attrs
 
-from sipcallhunt.errors import SipParseError
+from sipcallhunt.errors import LocalProtocolError, SipParseError
 from sipcallhunt.sip.uri import CSeq, NameAddr, SipUri, Via, split_comma_list
 
 MAX_MESSAGE_SIZE: Final = 65536
@@ -165,13 +165,13 @@ LIST_HEADERS: Final = frozenset(
 """Headers whose comma-separated values are split into one field each (RFC 3261 §7.3.1)."""
 
 _TOKEN_RE = re.compile(r"[a-zA-Z0-9\-.!%*_+`'~]+")
-_FOLD_RE = re.compile(r"\r?\n[ \t]+")
 # RFC 3261 §7.3.1: field-name HCOLON field-value, HCOLON = *( SP / HTAB ) ":" SWS.
-_HEADER_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*(.*?)[ \t]*", re.DOTALL)
+# A CR is only part of a line end: one anywhere else makes the line malformed.
+_HEADER_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*")
 # RFC 3261 §25.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF (one SP each, RFC 4475 §3.1.2.9).
 _REQUEST_LINE_RE = re.compile(r"([a-zA-Z0-9\-.!%*_+`'~]+) ([^\s]+) ([sS][iI][pP]/\d+\.\d+)")
 # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase; a missing final SP is tolerated.
-_STATUS_LINE_RE = re.compile(r"([sS][iI][pP]/\d+\.\d+) ([1-6]\d\d)(?: (.*))?", re.DOTALL)
+_STATUS_LINE_RE = re.compile(r"([sS][iI][pP]/\d+\.\d+) ([1-6]\d\d)(?: ([^\r\n]*))?")
 
 _REASONS: Final[dict[int, str]] = {
     100: "Trying",
@@ -433,7 +433,11 @@ class _MessageMixin:
             if key != "Content-Length":
                 lines.append(f"{key}: {value}")
         lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+        head = "\r\n".join(lines)
+        if head.count("\n") != len(lines) - 1 or "\r" in head.replace("\r\n", ""):
+            # A CR or LF inside a start line or value would smuggle in header lines of its own.
+            raise LocalProtocolError(f"line break inside a start line or header value: {head[:200]!r}")
+        return (head + "\r\n\r\n").encode() + self.body
 
 
 @attrs.frozen

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipcallhunt.errors import SipParseError
+from sipcallhunt.errors import LocalProtocolError, SipParseError
 from sipcallhunt.sip.message import (
     MAX_MESSAGE_SIZE,
     Headers,
@@ -252,6 +252,8 @@ def test_bare_lf_and_leading_crlf_are_tolerated() -> None:
         (INVITE.replace(b"Call-ID: a84", b"Call-ID: a 84"), 400, True),
         (INVITE.replace(b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n", b""), 400, True),
         (INVITE.replace(b"To: Bob", b"To: Bob\x00"), 400, True),
+        (INVITE.replace(b"Max-Forwards: 70", b"X-A: a\rb"), 400, True),  # a bare CR inside a value
+        (b"SIP/2.0 200 O\rK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n", 400, False),
         (b"SIP/2.0 99 Too Small\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n", 400, False),
         (b"SIP/2.0 200OK\r\n\r\n", 400, False),
         (b"NOT A SIP MESSAGE", 400, False),
@@ -262,6 +264,20 @@ def test_errors(data: bytes, status: int, partial: bool) -> None:
         parse_message(data)
     assert info.value.status == status
     assert (info.value.partial is not None) is partial
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        SipResponse(200, "OK\r\nX-Injected: 1"),
+        SipResponse(200, "OK", Headers.of([("Subject", "hi\r\nContact: <sip:evil@x>")])),
+        SipResponse(200, "OK", Headers.of([("Subject", "a\rb")])),
+        SipRequest("BYE", "sip:a@b\n", Headers()),
+    ],
+)
+def test_serializing_a_line_break_is_our_bug(message: SipMessage) -> None:
+    with pytest.raises(LocalProtocolError):
+        bytes(message)
 
 
 def test_headers_api() -> None:
