@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import shutil
 import subprocess
 import time
@@ -322,6 +323,7 @@ def test_register_401_then_200_stay_then_unregister(testbed: TestBed) -> None:
     ).start()
     contacts = pbx.wait_registered("agent1", timeout=5)
     assert contacts == [f"sip:agent1@{reg.local_ip}:{reg.local_port};transport=UDP"]
+    pbx.wait_for_log(re.escape(f"registered sip:agent1@{pbx.host} contact <{contacts[0]}>"), timeout=2)
     result = reg.wait(timeout=10).assert_ok()
     assert result.received_responses == [401, 200, 401, 200]
     assert result.sent_requests == ["REGISTER"] * 4
@@ -393,6 +395,7 @@ def test_rejections_are_relayed(testbed: TestBed, preset: str, status: int) -> N
     caller_result = testbed.caller("uac_rejected", to="agent1", params={"status": status}).run(timeout=15).assert_ok()
     agent.wait(timeout=15).assert_ok()
     assert caller_result.received_responses[-1] == status
+    assert testbed.pbx.contacts("agent1") == []  # the finished UAS's binding is gone
 
 
 @pytest.mark.parametrize(("user", "status"), [("agent3", 480), ("nobody", 404)])
