@@ -29,10 +29,9 @@ def _loadavg() -> str:
 
 def describe() -> str:
     """One line: CPU model, cores, load average, Python and platform."""
-    return (
-        f"{_cpu_model()}, {os.cpu_count()} cores, load {_loadavg()}, "
-        f"Python {sys.version.split()[0]} ({platform.python_implementation()}), {platform.system()} {platform.release()}"
-    )
+    python = f"Python {sys.version.split()[0]} ({platform.python_implementation()})"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{_cpu_model()}, {os.cpu_count()} cores, load {_loadavg()}, {python}, {system}"
 
 
 def print_header(title: str) -> None:

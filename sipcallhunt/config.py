@@ -249,7 +249,7 @@ def _hostport(text: str) -> tuple[str, int] | None:
             port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host or _ip_or_host(host) is not None:
         return None
     return host, int(port)
 
