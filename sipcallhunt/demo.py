@@ -21,6 +21,7 @@ __all__ = ["main"]
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -447,7 +448,8 @@ async def _demo(out: Any, folder: Path) -> int:
         await phones.close()
         await daemon.stop()
     print("\ncall log (sipcallhunt calls --attempts):", file=out)
-    calls_main(["--db", str(config.calllog.path), "--attempts"])
+    with contextlib.redirect_stdout(out):
+        calls_main(["--db", str(config.calllog.path), "--attempts"])
     print(
         "\ndemo "
         + (
