@@ -134,6 +134,10 @@ class OutboundStream:
     def slot_time(self, index: int) -> float:
         return self.start + index * FRAME_SECONDS
 
+    def timestamp_at(self, now: float) -> int:
+        """The RTP timestamp of the sampling instant ``now`` (for RTCP sender reports)."""
+        return (self.ts0 + round((now - self.start) * 8000)) & _TS_MASK
+
     def _slot_at_or_after(self, now: float) -> int:
         return max(0, math.ceil((now - self.start) * SLOTS_PER_SECOND - _EPSILON))
 

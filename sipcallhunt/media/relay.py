@@ -86,6 +86,7 @@ _SEQ_TS_SSRC: Final = struct.Struct("!HII")  # RFC 3550 §5.1: bytes 2..11
 
 class DropReason(enum.Enum):
     MALFORMED = "malformed"  # not an RTP packet (RFC 3550 §5.1 / A.1 validity checks)
+    MALFORMED_RTCP = "malformed_rtcp"  # an RTCP datagram that does not parse (RFC 3550 §6.1)
     FOREIGN_SOURCE = "foreign_source"  # not from the latched/signalled address
     UNKNOWN_PAYLOAD_TYPE = "unknown_payload_type"  # neither the negotiated audio nor event PT
     NO_EVENT_PAYLOAD_TYPE = "no_event_payload_type"  # telephone-event but the other leg has none

@@ -12,7 +12,7 @@ Usage (by the call controller)::
     leg.detect_inband(True)                  # in-band DTMF → DigitReceived
     leg.send_dtmf("5")                       # RFC 4733, or in-band tones without telephone-event
     engine.bridge(leg_a, leg_b); engine.unbridge(leg_a)
-    leg.close()                              # LegClosed(leg_id, stats)
+    leg.close()                              # RTCP BYE, LegClosed(leg_id, stats)
     await engine.close()
 
 ``on_event`` is called synchronously (from the event loop) with frozen events:
@@ -53,7 +53,9 @@ Design (measured by ``benchmarks/relay.py`` and ``benchmarks/pacing.py``):
   stream's packet n goes out at ``start + n x 20 ms`` (see :mod:`sipcallhunt.media.player`).
   The same heap carries the 20 ms in-band DTMF tick (all legs' frames decoded and handed to the
   detector bank at once) and the housekeeping tick (media timeouts).
-* RTCP on port+1 (and RFC 5761 RTCP on the RTP port) is received and counted.
+* RTCP on port+1 (and RFC 5761 RTCP on the RTP port) is received, parsed and counted; every
+  5 s (randomised, RFC 3550 §6.3.1) each leg sends an SR (RR before it has sent) with SDES
+  CNAME to where the peer's RTCP comes from (else RTP port + 1), and a BYE when it closes.
 * A leg's garbage, a send error or an exception in one leg's handling is counted and logged with
   the leg's id; it never reaches other legs or the loop.
 
@@ -96,11 +98,11 @@ import attrs
 import numpy as np
 
 from sipcallhunt.errors import MediaError, RtpError
-from sipcallhunt.media import g711
+from sipcallhunt.media import g711, rtcp
 from sipcallhunt.media.dtmf import DtmfDigit, Rfc4733Receiver, rfc4733_packets
 from sipcallhunt.media.player import IdleMode, OutboundStream
 from sipcallhunt.media.prompt import FRAME_SAMPLES, Prompt
-from sipcallhunt.media.relay import SLOW, DropReason, Latch, LatchResult, RelayCounters, RelayPath
+from sipcallhunt.media.relay import RTP_HEADER_LEN, SLOW, DropReason, Latch, LatchResult, RelayCounters, RelayPath
 from sipcallhunt.media.rtp import RtpPacket, is_rtcp, payload_bounds
 from sipcallhunt.records import DtmfMethod
 
@@ -110,6 +112,7 @@ RECV_BUFFER: Final = 65536
 TIMER_SLACK: Final = 0.001
 """The event loop's timers have millisecond resolution and may fire up to 1 ms early: whatever is
 due within this slack is served then (a packet up to 1 ms early), instead of spinning."""
+RTCP_INTERVAL: Final = 5.0  # RFC 3550 §6.2: the recommended minimum report interval
 HOUSEKEEPING_INTERVAL: Final = 0.05
 HOUSEKEEPING_SLICES: Final = 10  # each leg is looked at every 0.5 s, a tenth of them per tick
 INBAND_TICK: Final = 0.020
@@ -221,6 +224,7 @@ class MediaLeg:
         "_inband_buf",
         "_last_rx_count",
         "_last_rx_time",
+        "_next_rtcp",
         "_partner",
         "_receiver",
         "_relay_send",
@@ -285,6 +289,7 @@ class MediaLeg:
         self._rtcp_dest: tuple[str, int] | None = None
         self.rtcp_in = 0
         self.rtcp_out = 0
+        self._next_rtcp = 0.0
         self.relayed_in = 0  # packets received here and forwarded, in bridges that ended
         self.relayed_out = 0  # packets forwarded to here from a partner, in bridges that ended
         self.closed = False
@@ -404,7 +409,7 @@ class MediaLeg:
         )
 
     def close(self) -> None:
-        """Release the ports and report :class:`LegClosed`."""
+        """Send RTCP BYE, release the ports and report :class:`LegClosed`."""
         self._engine._close_leg(self)
 
     # -- internals ---------------------------------------------------------------------------
@@ -439,8 +444,10 @@ class MediaLeg:
             self._conn_send = None
 
     def _rx_count(self) -> int:
+        """RTP packets accepted from the peer so far (foreign sources do not count)."""
         path = self._rx_path
-        return self.counters.packets_in + (path.counters.packets_in if path is not None else 0)
+        accepted = self.counters.packets_in - self.latch.foreign
+        return accepted + (path.counters.packets_in if path is not None else 0)
 
 
 # -- the engine ----------------------------------------------------------------------------
@@ -462,6 +469,8 @@ class MediaEngine:
         relatch_after: float | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+        rtcp_interval: float = RTCP_INTERVAL,
     ) -> None:
         if port_min > port_max:
             raise MediaError(f"empty RTP port range {port_min}-{port_max}")
@@ -474,6 +483,8 @@ class MediaEngine:
         self.relatch_after = relatch_after
         self.rng = rng if rng is not None else random.SystemRandom()
         self.clock = clock
+        self.wallclock = wallclock
+        self.rtcp_interval = rtcp_interval
         self._on_event = on_event
         self._legs: dict[object, MediaLeg] = {}
         self._fast: dict[int, MediaLeg] = {}
@@ -664,6 +675,11 @@ class MediaEngine:
             return
         if leg._partner is not None:
             self.unbridge(leg)
+        try:
+            self._send_rtcp(leg, self.clock(), bye=True)
+        except Exception:
+            self.errors += 1
+            log.exception("media leg %r: cannot send RTCP BYE", leg.leg_id)
         stats = leg.stats()
         leg.closed = True
         self._set_inband(leg, False)
@@ -878,10 +894,48 @@ class MediaEngine:
             path.counters.undelivered(DropReason.SEND_FAILED, m)
 
     def _on_rtcp(self, leg: MediaLeg, n: int, address: tuple[str, int]) -> None:
-        # RFC 3550 §6: we only count what the peer reports, and answer to where it sends from.
+        # RFC 3550 §6: we count what the peer reports and answer where it sends from; its
+        # reports are not used otherwise.
         leg.rtcp_in += 1
-        if leg._rtcp_dest is None or address[0] == (leg.latch.destination or ("",))[0]:
+        try:
+            rtcp.parse_compound(bytes(self._buf[:n]))
+        except RtpError:
+            leg.counters.drop(DropReason.MALFORMED_RTCP)
+            return
+        peer = leg.latch.destination
+        if leg._rtcp_dest is None or (peer is not None and address[0] == peer[0]):
             leg._rtcp_dest = address
+
+    def _send_rtcp(self, leg: MediaLeg, now: float, *, bye: bool) -> None:
+        """RFC 3550 §6.4: an SR (once we have sent) or RR with SDES CNAME; BYE when closing."""
+        stream = leg.stream
+        if leg._rtcp is None or stream is None:
+            return
+        destination = leg._rtcp_dest
+        if destination is None:
+            peer = leg.latch.destination
+            if peer is None:
+                return
+            destination = (peer[0], peer[1] + 1)  # RFC 3550 §11: RTCP on the next port
+        stats = leg.stats()
+        partner = leg._partner
+        if stream.relaying and partner is not None and partner._rx_path is not None:
+            timestamp = partner._rx_path.position(now).timestamp
+        else:
+            timestamp = stream.timestamp_at(now)
+        packet = rtcp.build_report(
+            ssrc=stream.ssrc,
+            wallclock=self.wallclock(),
+            packets_sent=stats.packets_out,
+            octets_sent=stats.octets_out - RTP_HEADER_LEN * stats.packets_out,  # payload octets
+            rtp_timestamp=timestamp,
+            bye=bye,
+        )
+        try:
+            leg._rtcp.sendto(packet, destination)
+            leg.rtcp_out += 1
+        except OSError:
+            leg.counters.drop(DropReason.SEND_FAILED)
 
     # -- timers ----------------------------------------------------------------------------
 
@@ -1023,7 +1077,7 @@ class MediaEngine:
                 if not leg.closed:
                     self._emit(DigitReceived(leg.leg_id, DtmfDigit(digit, DtmfMethod.INBAND)))
 
-    # -- housekeeping: media timeout -------------------------------------------------------
+    # -- housekeeping: media timeout, RTCP -------------------------------------------------
 
     def _housekeeping(self, now: float) -> None:
         self._hk_round = (self._hk_round + 1) % HOUSEKEEPING_SLICES
@@ -1043,6 +1097,11 @@ class MediaEngine:
                 ):
                     leg._timed_out = True
                     self._emit(MediaTimeout(leg.leg_id))
+                if leg._rtcp is not None and leg.stream is not None and now >= leg._next_rtcp:
+                    if leg._next_rtcp > 0:
+                        self._send_rtcp(leg, now, bye=False)
+                    # RFC 3550 §6.3.1: randomise the interval to 0.5 … 1.5 times the nominal one
+                    leg._next_rtcp = now + self.rtcp_interval * (0.5 + self.rng.random())
             except Exception:
                 self.errors += 1
                 log.exception("media leg %r: housekeeping failed", leg.leg_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from sipcallhunt.errors import MediaError
-from sipcallhunt.media import g711
+from sipcallhunt.media import g711, rtcp, rtp
 from sipcallhunt.media.dtmf import Rfc4733Receiver, rfc4733_packets
 from sipcallhunt.media.player import IdleMode
 from sipcallhunt.media.prompt import FRAME_SAMPLES, Prompt, make_prompt
@@ -105,7 +106,8 @@ async def events() -> list[MediaEvent]:
     return []
 
 
-async def _engine(events: list[MediaEvent], **kwargs: Any) -> AsyncIterator[MediaEngine]:
+@contextlib.asynccontextmanager
+async def make_engine(events: list[MediaEvent], **kwargs: Any) -> AsyncIterator[MediaEngine]:
     base = next(_ports)
     engine = MediaEngine(
         ENGINE_HOST, ENGINE_HOST, base, base + 199, kwargs.pop("media_timeout", 0.0), events.append, **kwargs
@@ -119,7 +121,7 @@ async def _engine(events: list[MediaEvent], **kwargs: Any) -> AsyncIterator[Medi
 
 @pytest.fixture
 async def engine(events: list[MediaEvent]) -> AsyncIterator[MediaEngine]:
-    async for e in _engine(events, idle=IdleMode.NOTHING):
+    async with make_engine(events, idle=IdleMode.NOTHING) as e:
         yield e
 
 
@@ -169,7 +171,7 @@ async def test_a_leg_plays_a_paced_tone(
 
 async def test_comfort_silence_when_idle(events: list[MediaEvent], peers: tuple[Peer, Peer]) -> None:
     peer, _ = peers
-    async for engine in _engine(events, idle=IdleMode.SILENCE):
+    async with make_engine(events, idle=IdleMode.SILENCE) as engine:
         leg = engine.open_leg("x")
         leg.set_remote(*peer.address, "PCMA", 8, None)
         got = await peer.receive(2.0, until=lambda g: len(g) >= 15)
@@ -343,7 +345,7 @@ async def test_send_dtmf_falls_back_to_inband_tones(engine: MediaEngine, peers: 
 
 async def test_media_timeout_fires_once_for_a_silent_peer(events: list[MediaEvent], peers: tuple[Peer, Peer]) -> None:
     peer_a, peer_b = peers
-    async for engine in _engine(events, media_timeout=0.5):
+    async with make_engine(events, media_timeout=0.5) as engine:
         quiet = engine.open_leg("quiet")
         talking = engine.open_leg("talking")
         idle = engine.open_leg("no-remote")  # never timed out: it has no remote yet
@@ -355,14 +357,32 @@ async def test_media_timeout_fires_once_for_a_silent_peer(events: list[MediaEven
         assert idle.stats().packets_in == 0
 
 
-async def test_rtcp_is_received_and_counted(engine: MediaEngine, peers: tuple[Peer, Peer]) -> None:
+async def test_rtcp_is_received_counted_and_answered(events: list[MediaEvent], peers: tuple[Peer, Peer]) -> None:
     peer, _ = peers
-    leg = engine.open_leg("x")
-    leg.set_remote(*peer.address, "PCMU", 0, None)
-    receiver_report = bytes([0x80, 201, 0, 1]) + (1234).to_bytes(4, "big")
-    peer.sock.sendto(receiver_report, (ENGINE_HOST, leg.local_port + 1))
-    peer.sock.sendto(b"garbage", (ENGINE_HOST, leg.local_port + 1))
-    assert await wait_for(lambda: leg.stats().rtcp_in == 2, 1.0)
+    async with make_engine(events, rtcp_interval=0.2) as engine:
+        leg = engine.open_leg("x")
+        leg.set_remote(*peer.address, "PCMU", 0, None)
+        receiver_report = bytes([0x80, 201, 0, 1]) + (1234).to_bytes(4, "big")
+        # the peer sends its RTCP from its RTP socket: our reports go back there
+        peer.sock.sendto(receiver_report, (ENGINE_HOST, leg.local_port + 1))
+        peer.sock.sendto(b"garbage", (ENGINE_HOST, leg.local_port + 1))
+        assert await wait_for(lambda: leg.stats().rtcp_in == 2, 1.0)
+        assert leg.stats().dropped.get("malformed_rtcp") == 1
+        leg.play([tone_prompt(440, 0.2)])
+        got = await peer.receive(1.5, until=lambda g: any(rtp.is_rtcp(d) for _, d in g))
+        reports = [rtcp.parse_compound(d) for _, d in got if rtp.is_rtcp(d)]
+        ssrc = RtpPacket.parse(next(d for _, d in got if not rtp.is_rtcp(d))).ssrc
+        assert reports
+        first = reports[0]
+        assert isinstance(first[0], rtcp.SenderReport | rtcp.ReceiverReport)
+        assert first[0].ssrc == ssrc
+        assert isinstance(first[1], rtcp.SourceDescription)
+        assert first[1].cname(ssrc)
+        leg.close()
+        after = await peer.receive(1.0, until=lambda g: any(rtp.is_rtcp(d) for _, d in g))
+        bye = [p for _, d in after if rtp.is_rtcp(d) for p in rtcp.parse_compound(d) if isinstance(p, rtcp.Bye)]
+        assert bye and ssrc in bye[0].sources
+        assert leg.stats().rtcp_out >= 2
 
 
 async def test_port_range_exhaustion_and_reuse(events: list[MediaEvent]) -> None:
