@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from sipcallhunt.errors import SipParseError
 from sipcallhunt.sip.events import TRACE, LogLine, SendMessage, UaEvent
@@ -75,14 +75,15 @@ class _TcpConnection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, but not necessarily an asyncio.Transport subclass: uvloop's
+        # TCPTransport implements the same interface without inheriting from it.
+        self.transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Endpoint("tcp", host, port)
         self.last_activity = self.owner.loop.time()
         self.owner._tcp_opened(self)
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
