@@ -20,7 +20,7 @@ import uvloop
 from sipcallhunt.config import AccountConfig
 from sipcallhunt.runtime.sip import SipEndpoint
 from sipcallhunt.sip.events import RegistrationChanged, UaEvent
-from sipcallhunt.sip.message import StreamFramer, SipRequest
+from sipcallhunt.sip.message import SipRequest, StreamFramer
 from sipcallhunt.sip.uri import SipUri
 from sipcallhunt.sip.useragent import UaSettings, UserAgent
 
