@@ -1,0 +1,86 @@
+"""G.711 tables: every input and every code against the reference coder (stdlib audioop)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from sipcallhunt.media import g711
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop  # the reference G.711 coder; in the standard library up to Python 3.12
+
+ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16)
+ALL_CODES = bytes(range(256))
+
+
+def test_ulaw_encode_every_sample() -> None:
+    assert g711.encode_ulaw(ALL_SAMPLES) == audioop.lin2ulaw(ALL_SAMPLES.tobytes(), 2)
+
+
+def test_alaw_encode_every_sample() -> None:
+    assert g711.encode_alaw(ALL_SAMPLES) == audioop.lin2alaw(ALL_SAMPLES.tobytes(), 2)
+
+
+def test_ulaw_decode_every_code() -> None:
+    reference = np.frombuffer(audioop.ulaw2lin(ALL_CODES, 2), dtype=np.int16)
+    assert np.array_equal(g711.decode_ulaw(ALL_CODES), reference)
+
+
+def test_alaw_decode_every_code() -> None:
+    reference = np.frombuffer(audioop.alaw2lin(ALL_CODES, 2), dtype=np.int16)
+    assert np.array_equal(g711.decode_alaw(ALL_CODES), reference)
+
+
+def test_known_values_from_the_standard() -> None:
+    ulaw = g711.decode_ulaw(bytes([0x00, 0x80, 0xFF, 0x7F]))
+    alaw = g711.decode_alaw(bytes([0xAA, 0x2A, 0xD5, 0x55]))
+    assert ulaw.tolist() == [-32124, 32124, 0, 0]
+    assert alaw.tolist() == [32256, -32256, 8, -8]
+
+
+def test_translate_tables_match_decode_then_encode() -> None:
+    ulaw_as_alaw = audioop.lin2alaw(audioop.ulaw2lin(ALL_CODES, 2), 2)
+    alaw_as_ulaw = audioop.lin2ulaw(audioop.alaw2lin(ALL_CODES, 2), 2)
+    assert ALL_CODES.translate(g711.ULAW_TO_ALAW) == ulaw_as_alaw
+    assert ALL_CODES.translate(g711.ALAW_TO_ULAW) == alaw_as_ulaw
+    assert g711.encode_alaw(g711.decode_ulaw(ALL_CODES)) == g711.ULAW_TO_ALAW
+    assert g711.encode_ulaw(g711.decode_alaw(ALL_CODES)) == g711.ALAW_TO_ULAW
+
+
+def test_translate_round_trip_stays_within_one_step() -> None:
+    for forward, back, decode in (
+        (g711.ULAW_TO_ALAW, g711.ALAW_TO_ULAW, g711.decode_ulaw),
+        (g711.ALAW_TO_ULAW, g711.ULAW_TO_ALAW, g711.decode_alaw),
+    ):
+        original = decode(ALL_CODES).astype(np.int32)
+        twice = decode(ALL_CODES.translate(forward).translate(back)).astype(np.int32)
+        step = np.maximum(16, np.abs(original) // 16)  # both laws: at most 1/16 of the value (and 16)
+        assert np.all(np.abs(twice - original) <= step)
+
+
+def test_codes_survive_decode_encode() -> None:
+    assert g711.encode_alaw(g711.decode_alaw(ALL_CODES)) == ALL_CODES
+    ulaw = g711.encode_ulaw(g711.decode_ulaw(ALL_CODES))
+    assert ulaw == ALL_CODES.replace(b"\x7f", b"\xff")  # µ-law's negative zero comes back positive
+
+
+@pytest.mark.parametrize("codec", g711.CODECS)
+def test_named_codec_functions(codec: str) -> None:
+    samples = (np.sin(np.arange(160) / 5) * 20000).astype(np.int16)
+    payload = g711.encode(codec, samples)
+    assert len(payload) == 160
+    decoded = g711.decode(codec, payload)
+    assert decoded.dtype == np.int16
+    assert np.max(np.abs(decoded.astype(np.int32) - samples)) <= 1024
+    assert np.all(g711.decode(codec, g711.silence(codec, 160)) == (0 if codec == "PCMU" else 8))
+
+
+def test_unknown_codec() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        g711.encode("G722", np.zeros(1, np.int16))
+    with pytest.raises(ValueError, match="unsupported"):
+        g711.decode("G722", b"\x00")
