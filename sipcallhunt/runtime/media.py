@@ -100,6 +100,7 @@ import numpy as np
 from sipcallhunt.errors import MediaError, RtpError
 from sipcallhunt.media import g711, rtcp
 from sipcallhunt.media.dtmf import DtmfDigit, Rfc4733Receiver, rfc4733_packets
+from sipcallhunt.media.inband import InbandDetectorBank
 from sipcallhunt.media.player import IdleMode, OutboundStream
 from sipcallhunt.media.prompt import FRAME_SAMPLES, Prompt
 from sipcallhunt.media.relay import RTP_HEADER_LEN, SLOW, DropReason, Latch, LatchResult, RelayCounters, RelayPath
@@ -499,7 +500,7 @@ class MediaEngine:
         self._timer_at = math.inf
         self._next_port = self.port_min
         self._inband_legs: set[MediaLeg] = set()
-        self._bank: Any = None
+        self._bank: InbandDetectorBank | None = None
         self._hk_round = 0
         self._lateness = [0] * LATENESS_BINS
         self.errors = 0
@@ -1034,10 +1035,8 @@ class MediaEngine:
             leg._inband_buf.clear()
             self._inband_bank().remove(leg)
 
-    def _inband_bank(self) -> Any:
+    def _inband_bank(self) -> InbandDetectorBank:
         if self._bank is None:
-            from sipcallhunt.media.inband import InbandDetectorBank
-
             self._bank = InbandDetectorBank()
         return self._bank
 
@@ -1073,9 +1072,9 @@ class MediaEngine:
                 self.errors += 1
                 log.exception("in-band DTMF detection failed")
                 return
-            for leg, digit, *_ in detected:
-                if not leg.closed:
-                    self._emit(DigitReceived(leg.leg_id, DtmfDigit(digit, DtmfMethod.INBAND)))
+            for key, digit, _offset in detected:
+                if isinstance(key, MediaLeg) and not key.closed:
+                    self._emit(DigitReceived(key.leg_id, DtmfDigit(digit, DtmfMethod.INBAND)))
 
     # -- housekeeping: media timeout, RTCP -------------------------------------------------
 

@@ -489,3 +489,58 @@ def test_pacing_benchmark_smoke() -> None:
     row = result.stdout.splitlines()[-1].split()
     assert int(float(row[0])) == 200
     assert int(row[-1]) > 0  # the sink received packets
+
+
+# -- in-band DTMF --------------------------------------------------------------------------
+
+
+def dtmf_tone(low: float, high: float, seconds: float) -> np.ndarray:
+    return tone(low, seconds, 0.3) + tone(high, seconds, 0.3)
+
+
+async def test_inband_digit_when_enabled(
+    engine: MediaEngine, events: list[MediaEvent], peers: tuple[Peer, Peer]
+) -> None:
+    peer_a, peer_b = peers
+    listening = engine.open_leg("listening")
+    deaf = engine.open_leg("deaf")
+    listening.set_remote(*peer_a.address, "PCMU", 0, 101)
+    deaf.set_remote(*peer_b.address, "PCMA", 8, None)
+    listening.detect_inband(True)
+    signal = np.concatenate([np.zeros(800), dtmf_tone(697, 1477, 0.1), np.zeros(1600)])  # "3"
+    await asyncio.gather(
+        peer_a.stream(listening, frames("PCMU", signal)),
+        peer_b.stream(deaf, frames("PCMA", signal), pt=8),
+    )
+    assert await wait_for(lambda: any(isinstance(e, DigitReceived) for e in events), 0.5)
+    await asyncio.sleep(0.1)
+    digits = [e for e in events if isinstance(e, DigitReceived)]
+    assert len(digits) == 1
+    assert digits[0].leg_id == "listening"
+    assert digits[0].digit.digit == "3"
+    assert digits[0].digit.method is DtmfMethod.INBAND
+    # PCMA legs are decoded as A-law
+    deaf.detect_inband(True)
+    listening.detect_inband(False)
+    await asyncio.gather(
+        peer_a.stream(listening, frames("PCMU", signal)),
+        peer_b.stream(deaf, frames("PCMA", signal), pt=8),
+    )
+    assert await wait_for(lambda: len([e for e in events if isinstance(e, DigitReceived)]) == 2, 0.5)
+    await asyncio.sleep(0.1)
+    digits = [e for e in events if isinstance(e, DigitReceived)]
+    assert [(d.leg_id, d.digit.digit) for d in digits] == [("listening", "3"), ("deaf", "3")]
+
+
+async def test_no_inband_digit_from_music(
+    engine: MediaEngine, events: list[MediaEvent], peers: tuple[Peer, Peer]
+) -> None:
+    peer, _ = peers
+    leg = engine.open_leg("caller")
+    leg.set_remote(*peer.address, "PCMU", 0, None)
+    leg.detect_inband(True)
+    t = np.arange(8000) / 8000
+    music = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.15 * np.sin(2 * np.pi * 554 * t) + 0.1 * np.sin(2 * np.pi * 659 * t)
+    await peer.stream(leg, frames("PCMU", music))
+    await asyncio.sleep(0.1)
+    assert not [e for e in events if isinstance(e, DigitReceived)]
