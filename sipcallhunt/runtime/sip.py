@@ -296,10 +296,18 @@ class SipEndpoint:
         conn = _TcpConnection(self, destination)
         self._tcp[destination] = conn
 
+        # Connect from the address we listen on (and advertise in Via and Contact), not from
+        # whatever address the kernel would pick for the route (RFC 3261 §18.1.1).
+        local_addr = None
+        if self.host not in ("0.0.0.0", "::") and (":" in self.host) == (":" in destination.host):
+            local_addr = (self.host, 0)
+
         async def connect() -> None:
             try:
                 await asyncio.wait_for(
-                    self.loop.create_connection(lambda: conn, destination.host, destination.port),
+                    self.loop.create_connection(
+                        lambda: conn, destination.host, destination.port, local_addr=local_addr
+                    ),
                     TCP_CONNECT_TIMEOUT,
                 )
             except (OSError, TimeoutError) as exc:

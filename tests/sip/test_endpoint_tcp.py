@@ -4,6 +4,10 @@ uvloop's TCP transport implements the asyncio transport interface without subcla
 ``asyncio.Transport``; the shell must accept it for inbound and outbound connections alike
 (before the fix every TCP connection under uvloop died in ``connection_made``).
 
+Outbound connections start from the address the endpoint listens on (the one it advertises in
+Via and Contact), not from the address the kernel would pick for the route; the tests listen on
+127.0.0.2 so that the kernel's choice (127.0.0.1) would show.
+
 Loopback only, on ports the kernel picks; the host can be moved with ``SIPCALLHUNT_TEST_HOST``.
 """
 
@@ -24,7 +28,7 @@ from sipcallhunt.sip.message import SipRequest, StreamFramer
 from sipcallhunt.sip.uri import SipUri
 from sipcallhunt.sip.useragent import UaSettings, UserAgent
 
-HOST = os.environ.get("SIPCALLHUNT_TEST_HOST", "127.0.0.1")
+HOST = os.environ.get("SIPCALLHUNT_TEST_HOST", "127.0.0.2")
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
     "uvloop": uvloop.new_event_loop,
@@ -52,8 +56,10 @@ async def read_message(reader: asyncio.StreamReader, framer: StreamFramer) -> An
 def test_outbound_tcp_registration(loop_name: str) -> None:
     async def main() -> None:
         requests: asyncio.Queue[SipRequest] = asyncio.Queue()
+        peers: list[str] = []
 
         async def registrar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peers.append(writer.get_extra_info("peername")[0])
             framer = StreamFramer()
             request = await read_message(reader, framer)
             await requests.put(request)
@@ -83,6 +89,7 @@ def test_outbound_tcp_registration(loop_name: str) -> None:
             endpoint.call(ua.start)
             request = await requests.get()
             assert request.method == "REGISTER" and request.top_via.transport == "TCP"
+            assert peers == [HOST]  # connected from the address in our Via and Contact
             for _ in range(100):
                 if any(isinstance(e, RegistrationChanged) and e.registered for e in events):
                     break
