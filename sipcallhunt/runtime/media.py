@@ -310,16 +310,22 @@ class MediaLeg:
         its first packet.  May be called again (re-INVITE); the outgoing stream continues."""
         if codec not in g711.CODECS:
             raise MediaError(f"unsupported codec {codec!r}")
+        if self.closed:
+            raise MediaError(f"media leg {self.leg_id!r} is closed")
         engine = self._engine
         now = engine.clock()
+        partner = self._partner
+        if partner is not None:  # the relay rules depend on both legs' formats: rebuild them
+            engine.unbridge(self)
         address = (host, port) if host is not None and port is not None else None
         if address != self.latch.signalled:
             self.latch.signal(address)
             self._drop_connection()
         self.codec, self.payload_type = codec, payload_type
+        if dtmf_payload_type != self.dtmf_payload_type or self._receiver is None:
+            self._receiver = Rfc4733Receiver(payload_type=dtmf_payload_type) if dtmf_payload_type is not None else None
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
-        self._receiver = Rfc4733Receiver(payload_type=dtmf_payload_type) if dtmf_payload_type is not None else None
         if self.stream is None:
             self.stream = OutboundStream.create(codec, payload_type, start=now, rng=engine.rng, idle=engine.idle)
         else:
@@ -327,6 +333,8 @@ class MediaLeg:
         self._last_rx_time = now
         self._timed_out = False
         engine._media_changed(self)
+        if partner is not None and not partner.closed:
+            engine.bridge(self, partner)
         engine._schedule(self)
 
     def play(self, prompts: Sequence[Prompt], *, loop: bool = False, token: object = None) -> None:

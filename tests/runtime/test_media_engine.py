@@ -544,3 +544,24 @@ async def test_no_inband_digit_from_music(
     await peer.stream(leg, frames("PCMU", music))
     await asyncio.sleep(0.1)
     assert not [e for e in events if isinstance(e, DigitReceived)]
+
+
+async def test_reinvite_with_another_codec_while_bridged(engine: MediaEngine, peers: tuple[Peer, Peer]) -> None:
+    peer_a, peer_b = peers
+    a, b = engine.open_leg("a"), engine.open_leg("b")
+    a.set_remote(*peer_a.address, "PCMU", 0, None)
+    b.set_remote(*peer_b.address, "PCMA", 8, None)
+    engine.bridge(a, b)
+    receiving = asyncio.create_task(peer_b.receive(1.0, until=lambda g: len(g) >= 5))
+    await peer_a.stream(a, frames("PCMU", tone(600, 0.1)))
+    before = [RtpPacket.parse(d) for _, d in await receiving]
+    b.set_remote(*peer_b.address, "PCMU", 0, None)  # re-INVITE: the agent now wants PCMU
+    receiving = asyncio.create_task(peer_b.receive(1.0, until=lambda g: len(g) >= 10))
+    await peer_a.stream(a, frames("PCMU", tone(600, 0.2)), first_seq=105)
+    after = [RtpPacket.parse(d) for _, d in await receiving]
+    assert {p.payload_type for p in before} == {8}
+    assert {p.payload_type for p in after} == {0}
+    assert peak(g711.decode("PCMU", b"".join(p.payload for p in after)).astype(float)) == pytest.approx(600, abs=15)
+    stream = before + after
+    assert len({p.ssrc for p in stream}) == 1
+    assert all(seq_diff(y.sequence, x.sequence) == 1 for x, y in itertools.pairwise(stream))
