@@ -84,3 +84,11 @@ def test_unknown_codec() -> None:
         g711.encode("G722", np.zeros(1, np.int16))
     with pytest.raises(ValueError, match="unsupported"):
         g711.decode("G722", b"\x00")
+
+
+def test_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import g711 as benchmark
+
+    assert benchmark.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "# machine:" in out and "encode PCMU" in out and "transcode PCMA→PCMU translate" in out

@@ -241,3 +241,12 @@ def test_detector_accepts_chunks_of_any_size() -> None:
         position += size
     assert pieces + detector.flush() == whole
     assert [d for d, _ in whole] == list("2468")
+
+
+def test_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import dtmf as benchmark
+
+    assert benchmark.main(["--smoke"]) == 0  # non-zero when a Q.24 case fails
+    out = capsys.readouterr().out
+    assert "# machine:" in out and "Q.24 accept" in out and "µs per call-frame" in out
+    assert "ours 0 false digits" in out
