@@ -22,7 +22,8 @@ is found.
    the rectangular spectrum hold at least ``NARROW_WIDE_MIN · PURITY`` of its energy and each at
    least ``NARROW_WIDE_MIN`` times the minimum level (both follow from the *purity*, *level* and
    *narrow/wide* checks).  Only that screen runs on every stream; streams with a window that
-   passes it (a few per cent on speech, none on silence) get the full analysis.
+   passes it get the full analysis (about one window in eight passes on speech or music, none
+   on silence or noise).
 
 3. **Checks** for the strongest row ``r`` and strongest column ``c`` of each window; all must pass:
 
@@ -333,7 +334,7 @@ def _window_keys(
 
 # -- the bank --------------------------------------------------------------------------------
 
-Selection = slice | npt.NDArray[np.intp]
+_Selection = slice | npt.NDArray[np.intp]
 
 
 @attrs.define(eq=False)
@@ -362,7 +363,7 @@ class InbandDetectorBank:
     _start: npt.NDArray[np.int64] = attrs.field(factory=lambda: np.zeros(0, np.int64), init=False)
     _offsets: npt.NDArray[np.float32] = attrs.field(factory=lambda: np.zeros((0, 2), np.float32), init=False)
     _last_keys: list[Hashable] | None = attrs.field(default=None, init=False)
-    _last_selection: Selection = attrs.field(factory=lambda: slice(0, 0), init=False)
+    _last_selection: _Selection = attrs.field(factory=lambda: slice(0, 0), init=False)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -405,7 +406,7 @@ class InbandDetectorBank:
         self._free.extend(range(new - 1, old - 1, -1))  # lowest slots first: contiguous selections
         self._capacity = new
 
-    def _select(self, keys: Sequence[Hashable]) -> Selection:
+    def _select(self, keys: Sequence[Hashable]) -> _Selection:
         if self._last_keys is not None and len(keys) == len(self._last_keys) and list(keys) == self._last_keys:
             return self._last_selection
         try:
@@ -414,7 +415,7 @@ class InbandDetectorBank:
             raise MediaError(f"in-band DTMF: stream {exc.args[0]!r} was not added") from None
         if len(np.unique(index)) != len(index):
             raise MediaError("in-band DTMF: a stream appears twice in one tick")
-        selection: Selection = index
+        selection: _Selection = index
         if np.array_equal(index, np.arange(index[0], index[0] + len(index))):
             selection = slice(int(index[0]), int(index[0]) + len(index))
         self._last_keys = list(keys)
@@ -424,7 +425,7 @@ class InbandDetectorBank:
     def process(self, keys: Sequence[Hashable], frames: npt.NDArray[np.int16]) -> list[tuple[Hashable, str, float]]:
         """Feed one 20 ms frame per stream (``frames[i]``, 160 samples, belongs to ``keys[i]``).
 
-        Returns ``(key, digit, offset in seconds)`` for each digit that starts, in ``keys`` order.
+        Returns ``(key, digit, offset in seconds)`` for each digit found in this frame.
         """
         count = len(keys)
         if frames.shape != (count, FRAME_SAMPLES):
@@ -463,7 +464,7 @@ class InbandDetectorBank:
     def _debounce(
         self,
         keys: Sequence[Hashable],
-        sel: Selection,
+        sel: _Selection,
         active: npt.NDArray[np.intp],
         *,
         fed: npt.NDArray[np.int64],
