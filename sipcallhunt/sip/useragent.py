@@ -16,7 +16,10 @@ Layers, bottom up:
   it owns its :class:`~sipcallhunt.sip.dialog.Dialog`, its media offer/answer state, the 2xx
   retransmission of the UAS (§13.3.1.4), pending CANCEL/BYE and RFC 4028 session timers;
 * each account has a :class:`~sipcallhunt.sip.registration.Registration` (when it registers)
-  and a digest session that answers 401/407 challenges for every request of that account.
+  and two digest sessions that answer 401/407 challenges: one for its REGISTERs, one for every
+  other request (calls), so that the registrar's credentials never travel with a call to an
+  agent (a proxy forwards credentials it did not ask for: Kamailio passes an Authorization
+  header on to the callee).
 
 Security: a dialog-creating request is accepted only from a trusted host (the accounts'
 registrars and proxies, or the configured list); anything else is answered 403 and logged.
@@ -248,7 +251,8 @@ class _Outgoing:
 class _AccountState:
     config: AccountConfig
     contact_user: str
-    digest: DigestSession
+    digest: DigestSession  # the registrar's challenges: REGISTER only
+    call_digest: DigestSession  # a proxy's or far end's challenges: every other request
     registration: Registration | None
     call_id: str
     cseq: int = 0
@@ -257,6 +261,10 @@ class _AccountState:
 
     def next_deadline(self) -> float | None:
         return self.registration.next_deadline() if self.registration is not None else None
+
+    def digest_for(self, method: str) -> DigestSession:
+        """The digest session whose (pre-emptive) credentials ``method`` carries."""
+        return self.digest if method == "REGISTER" else self.call_digest
 
 
 TimerOwner = ClientInvite | ClientNonInvite | ServerInvite | ServerNonInvite | Leg | _AccountState
@@ -294,6 +302,11 @@ class UserAgent:
                 config=account,
                 contact_user=account.username,
                 digest=DigestSession(
+                    username=account.auth_username or account.username,
+                    password=account.password,
+                    cnonce_source=lambda: token(8),
+                ),
+                call_digest=DigestSession(
                     username=account.auth_username or account.username,
                     password=account.password,
                     cnonce_source=lambda: token(8),
@@ -984,7 +997,8 @@ class UserAgent:
             return False  # cancelled meanwhile
         state = self._accounts[out.account.name]
         request = out.tx.request
-        outcome = state.digest.on_challenge(response)
+        digest = state.digest_for(request.method)
+        outcome = digest.on_challenge(response)
         if outcome is ChallengeOutcome.UNSUPPORTED or (outcome is ChallengeOutcome.REJECTED and out.auth_tries > 0):
             # A first REJECTED only means our pre-emptive credentials were stale (a restarted
             # registrar forgets its nonces): the new challenge is recorded, so try once more.
@@ -998,7 +1012,7 @@ class UserAgent:
         via = request.top_via.with_param("branch", self._branch())
         headers = request.headers.with_("Via", [str(via), *request.headers.get_all("Via")[1:]])
         headers = headers.with_("CSeq", f"{new_cseq} {request.method}")
-        retry = state.digest.authorize(SipRequest(request.method, request.uri, headers, request.body))
+        retry = digest.authorize(SipRequest(request.method, request.uri, headers, request.body))
         if out.leg is not None and out.kind is _Kind.INVITE:
             out.leg.invite = retry
             out.leg.move(LegInput.RETRY)
@@ -1253,7 +1267,7 @@ class UserAgent:
         headers += extra or []
         if body and content_type:
             headers.append(("Content-Type", content_type))
-        request = state.digest.authorize(SipRequest(method, str(uri), Headers.of(headers), body))
+        request = state.digest_for(method).authorize(SipRequest(method, str(uri), Headers.of(headers), body))
         return request, destination
 
     def _account_hop(self, account: AccountConfig) -> tuple[Endpoint, list[str]]:
@@ -1292,7 +1306,7 @@ class UserAgent:
             return
         destination = self._dialog_destination(dialog)
         bye = dialog.new_request("BYE", via=self._via(destination.transport), extra=self._common_headers())
-        bye = self._accounts[leg.account.name].digest.authorize(bye)
+        bye = self._accounts[leg.account.name].digest_for("BYE").authorize(bye)
         dialog.terminate()
         self._log(logging.INFO, "sending BYE", leg.id)
         self._start_client(_Kind.BYE, bye, destination, leg.account, now, leg=leg)
