@@ -368,7 +368,11 @@ def test_kill_9_loses_nothing_committed(tmp_path: Path, run: int) -> None:
             reported = int(line)
     finally:
         writer.send_signal(signal.SIGKILL)
-        rest, err = writer.communicate(timeout=30)
+        # Read the rest through the same buffered reader: communicate() would read the pipe's fd
+        # directly and miss lines that readline() had already buffered.
+        rest = writer.stdout.read()
+        err = writer.stderr.read() if writer.stderr is not None else ""
+        writer.wait(timeout=30)
     assert writer.returncode == -signal.SIGKILL, err
     for line in rest.split():
         reported = int(line)  # printed before the kill: committed too
