@@ -3,18 +3,53 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sipcallhunt.media import g711
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop  # the reference G.711 coder; in the standard library up to Python 3.12
-
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16)
 ALL_CODES = bytes(range(256))
+REFERENCE_FILE = Path(__file__).parent / "fixtures" / "g711_reference.npz"
+
+
+class _StoredReference:
+    """The reference coder's output for every input, stored from ``audioop`` (gone in Python 3.13)."""
+
+    def __init__(self, path: Path) -> None:
+        self.tables = dict(np.load(path))
+
+    def lin2ulaw(self, data: bytes, width: int) -> bytes:
+        return bytes(self.tables["lin2ulaw"][np.frombuffer(data, dtype=np.int16).astype(np.int32) + 32768].tobytes())
+
+    def lin2alaw(self, data: bytes, width: int) -> bytes:
+        return bytes(self.tables["lin2alaw"][np.frombuffer(data, dtype=np.int16).astype(np.int32) + 32768].tobytes())
+
+    def ulaw2lin(self, data: bytes, width: int) -> bytes:
+        return bytes(self.tables["ulaw2lin"][np.frombuffer(data, dtype=np.uint8)].tobytes())
+
+    def alaw2lin(self, data: bytes, width: int) -> bytes:
+        return bytes(self.tables["alaw2lin"][np.frombuffer(data, dtype=np.uint8)].tobytes())
+
+
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop  # the reference G.711 coder; in the standard library up to Python 3.12
+except ImportError:  # Python 3.13+: the same tables, stored from audioop by an earlier Python
+    audioop = _StoredReference(REFERENCE_FILE)  # type: ignore[assignment]
+
+
+def test_stored_reference_matches_audioop() -> None:
+    """The stored tables (used where audioop is gone) are audioop's own output."""
+    stored = _StoredReference(REFERENCE_FILE)
+    raw = ALL_SAMPLES.tobytes()
+    assert stored.lin2ulaw(raw, 2) == audioop.lin2ulaw(raw, 2)
+    assert stored.lin2alaw(raw, 2) == audioop.lin2alaw(raw, 2)
+    assert stored.ulaw2lin(ALL_CODES, 2) == audioop.ulaw2lin(ALL_CODES, 2)
+    assert stored.alaw2lin(ALL_CODES, 2) == audioop.alaw2lin(ALL_CODES, 2)
 
 
 def test_ulaw_encode_every_sample() -> None:
