@@ -1483,16 +1483,17 @@ class UserAgent:
             )
             leg.offer = sdp
         else:
+            current = leg.sdp_version
             sdp, negotiated = sdpmod.answer_offer(
                 offer,
                 address=media.address,
                 port=media.port,
                 session_id=leg.sdp_session_id,
-                session_version=leg.sdp_version,
+                session_version=current,
                 codecs=codecs,
             )
-            version = self._next_version(leg, sdp)
-            if version != leg.sdp_version:
+            version = self._next_version(leg, sdp)  # moves leg.sdp_version on if the answer changed
+            if version != current:
                 sdp, negotiated = sdpmod.answer_offer(
                     offer,
                     address=media.address,
