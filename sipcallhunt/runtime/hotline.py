@@ -419,17 +419,21 @@ class HotlineService:
             display = action.caller_id
             if _is_user_part(action.caller_id):
                 identity = f"<sip:{action.caller_id}@{session.account.aor_domain}>"
-        ua_leg = self.sip.call(
-            self.sip.ua.invite,
+        # Not ``sip.call``: its pump would hand over the leg's first events (a send that fails at
+        # once ends the leg inside ``invite``) before we know the leg's id, and they would be lost.
+        # Learn the id first, then pump.
+        ua_leg = self.sip.ua.invite(
             session.account.name,
             action.number,
             LocalMedia(address=self.media_host, port=media_leg.local_port),
+            self.loop.time(),
             display_name=display,
             asserted_identity=identity,
         )
         session.agent_legs[action.attempt] = ua_leg
         self._by_leg[ua_leg] = (session, action.attempt)
         self.sip.leg_labels[ua_leg] = f"{session.call_id}/{action.attempt}"
+        self.sip.pump()
 
     def _close_media(self, session: CallSession, leg: ev.LegId) -> None:
         media_leg = session.media.pop(leg, None)
