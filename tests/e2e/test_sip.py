@@ -78,6 +78,11 @@ class WireMessage:
             return self.first_line.split(" ", 1)[0]
         return (self.header("CSeq") or " ?").split()[-1]
 
+    @property
+    def body(self) -> str:
+        parts = self.text.split("\r\n\r\n", 1)
+        return parts[1] if len(parts) == 2 else ""
+
     def header(self, name: str) -> str | None:
         for line in self.text.split("\r\n\r\n", 1)[0].split("\r\n")[1:]:
             key, _, value = line.partition(":")
@@ -117,7 +122,8 @@ def _bpf_host(ip: str) -> bytes:
 
 
 class SipTap:
-    """Records the SIP messages (UDP and TCP) from and to one IP address on the loopback interface.
+    """Records the SIP messages (UDP and TCP) from and to one IP address on the loopback interface,
+    and the addresses of every other UDP datagram (RTP) from or to it.
 
     A raw packet socket with a kernel filter on the address, read by a thread: it sees what really
     went over the wire, including the hop-by-hop messages between the daemon and the PBX.
@@ -133,6 +139,7 @@ class SipTap:
         sock.bind(("lo", _ETH_P_ALL))
         self._sock = sock
         self._messages: list[WireMessage] = []
+        self._datagrams: list[tuple[float, tuple[str, int], tuple[str, int]]] = []
         self._streams: dict[tuple[tuple[str, int], tuple[str, int]], bytes] = {}
         self._lock = threading.Condition()
         self._stop = threading.Event()
@@ -173,8 +180,11 @@ class SipTap:
         if protocol == socket.IPPROTO_UDP:
             source_port, destination_port = struct.unpack_from("!HH", ip, ihl)
             payload = ip[ihl + 8 : total]
-            if payload.strip(b"\r\n"):
-                self._add("UDP", (source_ip, source_port), (destination_ip, destination_port), payload, now)
+            if payload.strip(b"\r\n") and not self._add(
+                "UDP", (source_ip, source_port), (destination_ip, destination_port), payload, now
+            ):
+                with self._lock:
+                    self._datagrams.append((now, (source_ip, source_port), (destination_ip, destination_port)))
         elif protocol == socket.IPPROTO_TCP:
             source_port, destination_port = struct.unpack_from("!HH", ip, ihl)
             offset = (ip[ihl + 12] >> 4) * 4
@@ -200,13 +210,14 @@ class SipTap:
 
     def _add(
         self, transport: str, source: tuple[str, int], destination: tuple[str, int], data: bytes, now: float
-    ) -> None:
+    ) -> bool:
         text = data.decode("utf-8", "replace")
         if not re.match(r"^(SIP/2\.0 \d{3} |[A-Z]+ \S+ SIP/2\.0\r\n)", text):
-            return  # RTP or anything else to/from this address
+            return False  # RTP or anything else to/from this address
         with self._lock:
             self._messages.append(WireMessage(now, transport, source, destination, text))
             self._lock.notify_all()
+        return True
 
     # --- what was seen ----------------------------------------------------------------------------
 
@@ -214,6 +225,12 @@ class SipTap:
     def messages(self) -> list[WireMessage]:
         with self._lock:
             return list(self._messages)
+
+    @property
+    def datagrams(self) -> list[tuple[float, tuple[str, int], tuple[str, int]]]:
+        """(time, source, destination) of every UDP datagram that was not SIP (RTP, RTCP)."""
+        with self._lock:
+            return list(self._datagrams)
 
     def between(self, a: str, b: str) -> list[WireMessage]:
         """Messages between the hosts ``a`` and ``b`` (either way), in order."""
