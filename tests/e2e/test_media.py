@@ -267,6 +267,6 @@ def test_baresip_agent_presses_1_and_talks(testbed: TestBed) -> None:
         heard = phone.received_audio()
         assert longest_tone_run(heard, CALLER_HZ) >= 1.5, "the agent never heard the caller for long"
         assert longest_tone_run(heard, AGENT_HZ) == 0.0  # never its own voice back
+        assert running.wait_call_ended()["outcome"] == "connected"
         attempt = running.attempts()[0]
         assert (attempt["confirm"], attempt["dtmf_method"]) == ("accepted", "rfc4733")
-        assert running.wait_call_ended()["outcome"] == "connected"
