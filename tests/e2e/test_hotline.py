@@ -608,7 +608,7 @@ def test_no_agent_announces_and_hangs_up(testbed: TestBed) -> None:
     ]
     assert attempts[2].end_reason == "Cid hung up without pressing a key"
     assert_times_plausible(call, attempts)
-    assert call.wait_time == pytest.approx(0.3 + 1.0 + 0.3 + PROMPT_SECONDS["no_agent"], abs=0.3)
+    assert call.wait_time == pytest.approx(0.3 + 1.0 + 0.3 + PROMPT_SECONDS["no_agent"], abs=0.4)
     prompts_heard = {k: PROMPT_TONES[k] for k in ("intro", "please_hold", "hold_music", "no_agent")}
     labels = frame_tones(heard(media.received), prompts_heard)
     assert runs(labels) == ["intro", "please_hold", "hold_music", "no_agent"], runs(labels)
@@ -755,3 +755,43 @@ def test_shutdown_ends_every_call_cleanly(testbed: TestBed) -> None:
     assert attempt_rows(sales_attempts) == [(1, 1, "Ben", AttemptEnd.SHUTDOWN, None, None, None)]
     for call, attempts in calls.values():
         assert_times_plausible(call, attempts)
+
+
+def test_caller_media_stops_while_bridged(testbed: TestBed) -> None:
+    """A caller's phone that vanishes without a BYE: its RTP stops while bridged, and after
+    sip.media_timeout the hotline ends the call - a BYE to both phones."""
+    prompts = write_prompts(testbed.workdir / "prompts")
+    hotline = start_hotline(
+        testbed,
+        [{"name": "support", **prompts, "agent": [{"name": "Ann", "number": "agent1"}]}],
+        sip={"media_timeout": 1.0},
+    )
+    agent_media = testbed.media()
+    agent = testbed.registered_sipp(
+        "agent1",
+        "uas_answer_info",
+        params={"info": info_dtmf_requests("1"), "info_after_ms": 300, "rtp_ip": agent_media.host,
+                "rtp_port": agent_media.port},
+    )  # fmt: skip
+    caller_media = testbed.media()
+    caller = testbed.caller(
+        "uac_call_quiet", to="hotline", params={"rtp_ip": caller_media.host, "rtp_port": caller_media.port}
+    ).start()
+    talk(caller_media, RtpStream().audio(tone(CALLER_HZ, 2.0)))  # then silence on the wire
+    talk(agent_media, RtpStream().audio(tone(AGENT_HZ, 10.0)))
+    caller_result = caller.wait(timeout=20).assert_ok()
+    agent_result = agent.wait(timeout=20).assert_ok()
+    call, attempts = hotline.wait_call()
+
+    assert caller_result.received_requests == ["BYE"] and agent_result.received_requests[-1] == "BYE"
+    assert call.outcome is Outcome.CONNECTED and call.bridged is not None
+    assert (call.end_reason or "").startswith("the caller's media stopped after ")
+    assert attempt_rows(attempts) == [
+        (1, 1, "Ann", AttemptEnd.MEDIA_TIMEOUT, 200, ConfirmResult.ACCEPTED, DtmfMethod.INFO)
+    ]
+    assert_times_plausible(call, attempts)
+    assert call.ended is not None and call.answered is not None
+    # 2 s of RTP, then the 1 s timeout, noticed within 0.5 s (the media engine looks at each leg
+    # that often), plus scheduling on a busy machine.
+    assert 2.0 + 1.0 - 0.1 <= call.ended - call.answered <= 2.0 + 1.0 + 0.5 + 0.5
+    hotline.assert_clean_log()

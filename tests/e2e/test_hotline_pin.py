@@ -100,7 +100,7 @@ def test_pin_wrong_then_timeout_by_inband_says_goodbye(testbed: TestBed) -> None
     assert runs(labels) == ["intro", "enter_pin", "wrong_pin", "enter_pin", "goodbye"], runs(labels)
     assert labels.count("goodbye") * 0.020 == pytest.approx(PROMPT_SECONDS["goodbye"], abs=0.06)
     # intro + prompt + 4 keys, wrong_pin + prompt, the timeout, goodbye
-    assert call.wait_time == pytest.approx(0.8 + 0.8 + 0.6 + 1.0 + 0.4, abs=0.4)
+    assert call.wait_time == pytest.approx(0.8 + 0.8 + 0.6 + 1.0 + 0.4, abs=0.5)
     log = hotline.daemon.log_text()
     assert "wrong PIN (attempt 1 of 2)" in log and "PIN key received (inband)" in log
     hotline.assert_clean_log()
