@@ -544,6 +544,7 @@ def test_bridged_audio_both_ways_and_one_stream_per_leg(testbed: TestBed) -> Non
     # Bridged both ways at once (one step of the daemon), and the agent's INFO key is not relayed.
     assert abs(connected - bridged) < 0.1
     assert caller_media.digits() == ""
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()
 
 
@@ -615,6 +616,7 @@ def test_no_agent_announces_and_hangs_up(testbed: TestBed) -> None:
     played = labels.count("no_agent") * 0.020
     assert played == pytest.approx(PROMPT_SECONDS["no_agent"], abs=0.06)  # to its end, then BYE
     assert_one_continuous_stream(media.received)
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()
 
 
@@ -663,6 +665,7 @@ def test_forward_when_no_agent_accepts(testbed: TestBed) -> None:
     assert runs(frame_tones(heard(at_forward), {"whisper": PROMPT_TONES["whisper"], "caller": CALLER_HZ})) == ["caller"]
     assert_tones(audio_between(forward_media), present=[CALLER_HZ], min_fraction=0.9)
     assert_one_continuous_stream(media.received)
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()
 
 
@@ -703,6 +706,7 @@ def test_caller_hangs_up_mid_hunt(testbed: TestBed, agent_state: str) -> None:
     assert attempts[0].end_reason == f"the caller hung up {situation}"
     assert_times_plausible(call, attempts)
     assert call.wait_time == pytest.approx(1.2, abs=0.3)
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()
 
 
@@ -755,6 +759,7 @@ def test_shutdown_ends_every_call_cleanly(testbed: TestBed) -> None:
     assert attempt_rows(sales_attempts) == [(1, 1, "Ben", AttemptEnd.SHUTDOWN, None, None, None)]
     for call, attempts in calls.values():
         assert_times_plausible(call, attempts)
+    assert_cli_shows(hotline, list(calls.values()))
 
 
 def test_caller_media_stops_while_bridged(testbed: TestBed) -> None:
@@ -794,4 +799,5 @@ def test_caller_media_stops_while_bridged(testbed: TestBed) -> None:
     # 2 s of RTP, then the 1 s timeout, noticed within 0.5 s (the media engine looks at each leg
     # that often), plus scheduling on a busy machine.
     assert 2.0 + 1.0 - 0.1 <= call.ended - call.answered <= 2.0 + 1.0 + 0.5 + 0.5
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()

@@ -132,4 +132,5 @@ def test_baresip_agent_accepts_with_sndcode(testbed: TestBed) -> None:
     assert labels[0] == "hotline_name" and "hold_music" not in labels, labels[:10]
     assert runs(labels)[-1] == "caller", runs(labels)
     assert_tones(recording[-8000:], present=[CALLER_HZ], absent=[BARESIP_HZ, PROMPT_TONES["whisper"]], min_fraction=0.9)
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()

@@ -51,6 +51,7 @@ def test_pin_right_by_rfc4733_then_connected(testbed: TestBed) -> None:
     assert_times_plausible(call, attempts)
     assert call.wait_time > 0.8 + 0.8  # the PIN took its time
     assert attempts[0].started - call.answered > 0.8 + 0.8  # no agent is called before the PIN is right
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()
 
 
@@ -73,6 +74,7 @@ def test_pin_wrong_then_right_by_sip_info(testbed: TestBed) -> None:
     log = hotline.daemon.log_text()
     assert "wrong PIN (attempt 1 of 2)" in log and "PIN accepted" in log
     assert PIN not in log and "9999" not in log  # keys are never logged
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()
 
 
@@ -103,6 +105,7 @@ def test_pin_wrong_then_timeout_by_inband_says_goodbye(testbed: TestBed) -> None
     assert call.wait_time == pytest.approx(0.8 + 0.8 + 0.6 + 1.0 + 0.4, abs=0.5)
     log = hotline.daemon.log_text()
     assert "wrong PIN (attempt 1 of 2)" in log and "PIN key received (inband)" in log
+    assert_cli_shows(hotline, [(call, attempts)])
     hotline.assert_clean_log()
 
 
