@@ -32,6 +32,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,31 @@ def free_tcp_port(host: str) -> int:
         return port
 
 
+# Ports handed out recently by this process: the kernel reports a port free until someone binds
+# it, so two roles asking one after the other (before either starts) could get the same one.
+_HANDED_OUT: dict[tuple[str, int], float] = {}
+_HOLD_SECONDS = 120.0
+
+
+def _taken(host: str, ports: range) -> bool:
+    now = time.monotonic()
+    for key in [k for k, t in _HANDED_OUT.items() if now - t > _HOLD_SECONDS]:
+        del _HANDED_OUT[key]
+    return any((host, p) in _HANDED_OUT for p in ports)
+
+
+def _hand_out(host: str, ports: range) -> None:
+    now = time.monotonic()
+    for port in ports:
+        _HANDED_OUT[(host, port)] = now
+
+
 def free_port(host: str, *, attempts: int = 50) -> int:
     """A port free for both UDP and TCP on ``host`` (SIP listens on both)."""
     for _ in range(attempts):
         port = free_udp_port(host)
-        if port_is_free(host, port, udp=False, tcp=True):
+        if not _taken(host, range(port, port + 1)) and port_is_free(host, port, udp=False, tcp=True):
+            _hand_out(host, range(port, port + 1))
             return port
     raise OSError(f"no port free for both UDP and TCP on {host} after {attempts} attempts")
 
@@ -93,7 +114,9 @@ def free_port_range(
         last = first + count - 1
         if last > 65535:
             continue
-        if all(port_is_free(host, p, udp=udp, tcp=tcp) for p in range(first, last + 1)):
+        ports = range(first, last + 1)
+        if not _taken(host, ports) and all(port_is_free(host, p, udp=udp, tcp=tcp) for p in ports):
+            _hand_out(host, ports)
             return first, last
     raise OSError(f"no {count} consecutive free ports on {host} after {attempts} attempts")
 
