@@ -608,6 +608,32 @@ def test_rejection_by_the_far_end_is_acked(testbed: TestBed, tap: SipTap, preset
     assert (attempt["attempt_end"], attempt["sip_status"]) == (end, status)
 
 
+def test_calls_over_tcp(testbed: TestBed, tap: SipTap) -> None:
+    """Registered over TCP, the daemon takes its calls and places the agent's over TCP too (the
+    phones use UDP: Kamailio bridges the transports)."""
+    pbx = testbed.pbx
+    agent = testbed.registered_sipp("agent1", "uas_answer_dtmf", params={"pcap": agent_pressing(testbed)})
+    running = start_daemon(
+        testbed,
+        [hotline_table(testbed, ["agent1"])],
+        account={"registrar": f"sip:{pbx.host}:{pbx.port};transport=tcp"},
+    )
+    caller = testbed.caller(to="hotline", params={"pcap": caller_pcap(testbed), "call_ms": 2500}).run(timeout=20)
+    caller.assert_ok()
+    assert caller.sent_requests[-1] == "BYE" and [m.status for m in responses(caller, "BYE")] == [200]
+    agent_result = agent.wait(timeout=15).assert_ok()
+    assert agent_result.received_requests == ["INVITE", "ACK", "BYE"]
+    assert running.wait_call_ended()["outcome"] == "connected"
+    # everything between the daemon and the PBX went over TCP, both call legs included
+    wire = tap.between(running.host, pbx.host)
+    methods = {m.method for m in wire if m.is_request}
+    assert {"REGISTER", "INVITE", "ACK", "BYE"} <= methods, tap.ladder(wire)
+    assert {m.transport for m in wire} == {"TCP"}, tap.ladder(wire)
+    invites = [m for m in wire if m.is_request and m.method == "INVITE"]
+    assert {m.destination[0] for m in invites} == {running.host, pbx.host}  # the caller's in, the agent's out
+    assert any(m.status == 200 and m.method == "INVITE" and m.source[0] == running.host for m in wire)
+
+
 # --- inside the dialog, and out of it -------------------------------------------------------------
 
 
