@@ -14,10 +14,12 @@ seconds; the helpers are shared with ``test_media.py``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import re
 import select
 import socket
+import sqlite3
 import struct
 import threading
 import time
@@ -132,7 +134,10 @@ class SipTap:
     def __init__(self, ip: str) -> None:
         self.ip = ip
         self._filter = ctypes.create_string_buffer(_bpf_host(ip))
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # no packets until bound
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # no packets until bound
+        except PermissionError:
+            pytest.fail("the wire tap needs CAP_NET_RAW (run the end-to-end tests as root)", pytrace=False)
         program = struct.pack("HL", len(self._filter.raw) // 8, ctypes.addressof(self._filter))
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -321,15 +326,13 @@ class Running:
 
 
 def _rows(config: Path, table: str) -> list[dict[str, Any]]:
-    import sqlite3
-
     path = Path(tomllib.loads(config.read_text())["calllog"]["path"])
     if not path.exists():
         return []
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
         db.row_factory = sqlite3.Row
         try:
-            return [dict(row) for row in db.execute(f"SELECT * FROM {table}")]  # fixed table names
+            return [dict(row) for row in db.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # fixed names
         except sqlite3.OperationalError:  # not created yet
             return []
 
