@@ -8,7 +8,9 @@ Each step starts ``python -m sipcallhunt.media.relay`` pinned to CPU 0 (the gene
 :mod:`benchmarks.rtpload`, runs on CPU 1), waits for READY, drives it for ``--seconds`` after a
 warm-up, then stops it with SIGTERM.  Per step it prints loss %, p50/p99/max added latency
 (generator send → generator receive, an upper bound of what the relay adds), the relay's CPU %
-(utime+stime from /proc over the measured window) and its µs of CPU per relayed packet.
+(utime+stime from /proc over the measured window) and its µs of CPU per relayed packet, and the
+generator's own health (p99 lateness of its send ticks, its longest stall): a stall of the
+generator (or of the virtual machine) shows up as added latency of everything in flight.
 
 Variants (what waits for the sockets; the per-packet code is the same RelayPath.forward):
   uvloop   — production: the engine's epoll set nested in a uvloop event loop (the daemon's way)
@@ -110,6 +112,7 @@ def run_step(
             "us_per_pkt": 1e6 * cpu / max(1, result.received),
             "gen_cpu_%": result.generator_cpu_percent,
             "gen_late_p99_ms": result.send_lateness_p99_ms,
+            "gen_stall_ms": result.generator_stall_ms,
             "exit": proc.returncode,
             "counters": counters,
         }
@@ -193,7 +196,7 @@ def main() -> int:
     seconds, warmup = (1.5, 0.5) if args.smoke else (args.seconds, args.warmup)
     print(f"# {seconds:.1f} s measured per step after {warmup:.1f} s warm-up; relay on CPU {args.relay_cpu}")
     columns = ["variant", "calls", "pps_each_way", "loss_%", "p50_ms", "p99_ms", "max_ms", "relay_cpu_%", "us_per_pkt",
-               "gen_cpu_%", "gen_late_p99_ms", "exit"]  # fmt: skip
+               "gen_cpu_%", "gen_late_p99_ms", "gen_stall_ms", "exit"]  # fmt: skip
     print(" ".join(f"{c:>12}" for c in columns))
     for variant in args.variants.split(","):
         for sessions in steps:

@@ -88,6 +88,7 @@ class LoadResult:
     latency_p99_ms: float
     latency_max_ms: float
     send_lateness_p99_ms: float  # how late the generator itself sent (its own health)
+    generator_stall_ms: float  # the longest gap between two rounds of the generator's loop
     generator_cpu_percent: float
 
 
@@ -225,10 +226,15 @@ class LoadGenerator:
         measured_recv = 0
         cpu0 = time.process_time()
         started = False
+        previous = time.monotonic_ns()
+        stall_ns = 0
         while True:
             now = time.monotonic_ns()
             if now >= stop_at:
                 break
+            if now >= measure_from:
+                stall_ns = max(stall_ns, now - previous)
+            previous = now
             if not started and now >= measure_from:
                 started = True
                 if on_measure_start is not None:
@@ -282,6 +288,7 @@ class LoadGenerator:
             latency_p99_ms=quantile(0.99),
             latency_max_ms=float(latencies.max()) / 1000.0 if total else float("nan"),
             send_lateness_p99_ms=float(np.percentile(late, 99)),
+            generator_stall_ms=stall_ns / 1e6,
             generator_cpu_percent=100.0 * cpu / (seconds + warmup + drain),
         )
 
