@@ -1305,8 +1305,10 @@ class UserAgent:
         if dialog is None:
             return
         destination = self._dialog_destination(dialog)
+        # No pre-emptive credentials inside a dialog: the proxies on the route set relay in-dialog
+        # requests without checking (and without consuming) them, so the far end would receive
+        # them; a BYE that is challenged is answered like any other request (_retry_with_auth).
         bye = dialog.new_request("BYE", via=self._via(destination.transport), extra=self._common_headers())
-        bye = self._accounts[leg.account.name].digest_for("BYE").authorize(bye)
         dialog.terminate()
         self._log(logging.INFO, "sending BYE", leg.id)
         self._start_client(_Kind.BYE, bye, destination, leg.account, now, leg=leg)

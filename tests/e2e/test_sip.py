@@ -532,8 +532,10 @@ def test_outbound_call_is_challenged_407_and_goes_through(testbed: TestBed, tap:
     invite = agent_result.received("INVITE")[0]
     assert re.match(r'^"caller" <sip:hotline@', invite.header("From") or ""), invite.header("From")
     assert (invite.header("P-Asserted-Identity") or "").startswith("<sip:caller@")
-    # the PBX consumed the proxy credentials; none of the hotline's credentials reach the agent
-    assert invite.header("Proxy-Authorization") is None and invite.header("Authorization") is None
+    # the PBX consumed the proxy credentials; none of the hotline's credentials reach the agent,
+    # neither in the INVITE nor in the BYE (relayed along the route set without any check)
+    for request in (invite, agent_result.received("BYE")[0]):
+        assert request.header("Proxy-Authorization") is None and request.header("Authorization") is None
     _, _, formats, _ = audio_answer(invite.body)
     assert {"0", "8", "101"} <= set(formats)
 

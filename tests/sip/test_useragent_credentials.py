@@ -4,14 +4,16 @@ The registrar's challenge (401 to REGISTER) must not make every later INVITE car
 Authorization header: a proxy forwards credentials it did not ask for (Kamailio consumes only the
 Proxy-Authorization it checked), so the agent's phone would receive a digest response computed
 with the hotline's password.  Calls carry only what calls were challenged for: Proxy-Authorization
-after a 407 (Kamailio, OpenSIPS), Authorization after a 401 to an INVITE (Asterisk).
+after a 407 (Kamailio, OpenSIPS), Authorization after a 401 to an INVITE (Asterisk).  Requests
+inside a dialog (BYE) carry none until challenged: the proxies on the route set relay them to the
+far end without looking at (or removing) credentials.
 """
 
 from __future__ import annotations
 
 from sipcallhunt.sip.message import SipRequest
 from sipcallhunt.sip.registration import RegState
-from tests.sip.test_useragent import MEDIA, Harness, reply
+from tests.sip.test_useragent import ANSWER, MEDIA, Harness, reply
 
 WWW = ("WWW-Authenticate", 'Digest realm="127.0.0.1", nonce="reg-nonce", algorithm=MD5')
 PROXY = ("Proxy-Authenticate", 'Digest realm="127.0.0.1", nonce="call-nonce", algorithm=MD5')
@@ -65,3 +67,25 @@ def test_invite_challenged_with_401_is_answered_with_authorization() -> None:
     authorization = second.headers.get("Authorization") or ""
     assert 'realm="asterisk"' in authorization and 'nonce="inv-nonce"' in authorization
     assert "reg-nonce" not in str(second.headers)
+
+
+def test_bye_carries_no_credentials_until_challenged() -> None:
+    """A proxy relays in-dialog requests without consuming credentials: the agent would get them."""
+    h = Harness(register=True)
+    registered(h)
+    leg = h.ua.invite("main", "agent1", MEDIA, h.now)
+    h.pump()
+    h.deliver(reply(h.requests("INVITE")[-1], 407, extra=[PROXY]))
+    answered = h.requests("INVITE")[-1]
+    assert answered.headers.get("Proxy-Authorization")
+    h.deliver(reply(answered, 200, body=ANSWER))
+    h.ua.hangup(leg, h.now)
+    h.pump()
+    bye = h.requests("BYE")[-1]
+    assert bye.headers.get("Proxy-Authorization") is None and bye.headers.get("Authorization") is None
+    # challenged anyway: the BYE is sent again, with credentials for it
+    h.deliver(reply(bye, 407, extra=[("Proxy-Authenticate", 'Digest realm="127.0.0.1", nonce="bye-nonce"')]))
+    again = h.requests("BYE")[-1]
+    assert again.cseq.seq == bye.cseq.seq + 1 and again.top_via.branch != bye.top_via.branch
+    assert 'nonce="bye-nonce"' in (again.headers.get("Proxy-Authorization") or "")
+    assert 'uri="sip:agent1@127.0.0.11:5062"' in (again.headers.get("Proxy-Authorization") or "")
