@@ -434,7 +434,7 @@ class _MessageMixin:
                 lines.append(f"{key}: {value}")
         lines.append(f"Content-Length: {len(self.body)}")
         head = "\r\n".join(lines)
-        if head.count("\n") != len(lines) - 1 or "\r" in head.replace("\r\n", ""):
+        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
             # A CR or LF inside a start line or value would smuggle in header lines of its own.
             raise LocalProtocolError(f"line break inside a start line or header value: {head[:200]!r}")
         return (head + "\r\n\r\n").encode() + self.body
