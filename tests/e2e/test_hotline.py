@@ -387,7 +387,7 @@ def test_hunt_in_order_with_rounds(testbed: TestBed) -> None:
     hotline = start_hotline(
         testbed, [{"name": "support", "rounds": 2, "confirm_timeout": 1.0, **prompts, "agent": agents}]
     )
-    ann = testbed.registered_sipp("agent1", "uas_ring_until_cancel", calls=2)
+    ann = testbed.registered_sipp("agent1", "uas_noanswer", calls=2)
     ben = testbed.registered_sipp("agent2", "uas_busy", calls=2)
     cid = testbed.registered_sipp("agent3", "uas_answer", calls=2, params={"call_ms": 20000})
     dee = testbed.registered_sipp(
@@ -587,7 +587,7 @@ def test_no_agent_announces_and_hangs_up(testbed: TestBed) -> None:
         {"name": "Cid", "number": "agent3"},
     ]
     hotline = start_hotline(testbed, [{"name": "support", **prompts, "agent": agents}])
-    ann = testbed.registered_sipp("agent1", "uas_ring_until_cancel")
+    ann = testbed.registered_sipp("agent1", "uas_noanswer")
     cid = testbed.registered_sipp("agent3", "uas_answer", params={"call_ms": 300})  # hangs up before a key
     media = testbed.media()
     caller = testbed.caller(
@@ -680,7 +680,7 @@ def test_caller_hangs_up_mid_hunt(testbed: TestBed, agent_state: str) -> None:
     agents = [{"name": "Ann", "number": "agent1", "ring_timeout": 10.0}, {"name": "Ben", "number": "agent2"}]
     hotline = start_hotline(testbed, [{"name": "support", **prompts, "confirm_timeout": 10.0, "agent": agents}])
     if agent_state == "ringing":
-        ann = testbed.registered_sipp("agent1", "uas_ring_until_cancel")
+        ann = testbed.registered_sipp("agent1", "uas_noanswer")
     else:
         ann = testbed.registered_sipp("agent1", "uas_answer")
     pcap = testbed.pcap(RtpStream().audio(tone(CALLER_HZ, 1.0)))
@@ -727,7 +727,7 @@ def test_shutdown_ends_every_call_cleanly(testbed: TestBed) -> None:
         accounts=[("pbx", "hotline"), ("pbx2", "hotline2")],
     )
     ann = testbed.registered_sipp("agent1", "uas_answer_dtmf", params={"pcap": agent_pcap(testbed, "1")})
-    ben = testbed.registered_sipp("agent2", "uas_ring_until_cancel")
+    ben = testbed.registered_sipp("agent2", "uas_noanswer")
     pcap = testbed.pcap(RtpStream().audio(tone(CALLER_HZ, 10.0)))
     first = testbed.caller(to="hotline", params={"pcap": pcap}).start()
     second = testbed.caller(user="caller2", to="hotline2", params={"pcap": pcap}).start()

@@ -460,7 +460,7 @@ def caller_pcap(testbed: TestBed) -> Path:
 
 
 def test_inbound_call_answered_with_sdp_and_ended_by_the_callers_bye(testbed: TestBed) -> None:
-    agent = testbed.registered_sipp("agent1", "uas_ring_until_cancel")  # rings until cancelled
+    agent = testbed.registered_sipp("agent1", "uas_noanswer")  # rings until cancelled
     running = start_daemon(testbed, [hotline_table(testbed, [{"number": "agent1", "ring_timeout": 20}])])
     caller = testbed.caller(to="hotline", params={"pcap": caller_pcap(testbed), "call_ms": 1500}).run(timeout=20)
     caller.assert_ok()
@@ -561,7 +561,7 @@ def test_outbound_call_is_challenged_407_and_goes_through(testbed: TestBed, tap:
 
 
 def test_cancel_of_a_ringing_outbound_call(testbed: TestBed, tap: SipTap) -> None:
-    agent = testbed.registered_sipp("agent2", "uas_ring_until_cancel")
+    agent = testbed.registered_sipp("agent2", "uas_noanswer")
     running = start_daemon(testbed, [hotline_table(testbed, [{"number": "agent2", "ring_timeout": 1.0}])])
     caller = testbed.caller(to="hotline", params={"pcap": caller_pcap(testbed), "call_ms": 15000}).run(timeout=25)
     caller.assert_ok()
@@ -652,7 +652,7 @@ def test_calls_over_tcp(testbed: TestBed, tap: SipTap) -> None:
     ],
 )
 def test_reinvite_and_update_from_the_caller(testbed: TestBed, scenario: str, offered: str, answered: str) -> None:
-    agent = testbed.registered_sipp("agent1", "uas_ring_until_cancel")  # keeps the call in the hunt
+    agent = testbed.registered_sipp("agent1", "uas_noanswer")  # keeps the call in the hunt
     running = start_daemon(testbed, [hotline_table(testbed, [{"number": "agent1", "ring_timeout": 20}])])
     params = {"pcap": caller_pcap(testbed), "call_ms": 800, "change_after_ms": 300, "new_direction": offered}
     caller = testbed.caller(scenario, to="hotline", params=params).run(timeout=20).assert_ok()
@@ -675,7 +675,7 @@ def test_reinvite_and_update_from_the_caller(testbed: TestBed, scenario: str, of
 
 
 def test_options_and_info_are_answered(testbed: TestBed) -> None:
-    agent = testbed.registered_sipp("agent1", "uas_ring_until_cancel", calls=2)  # one per INFO call
+    agent = testbed.registered_sipp("agent1", "uas_noanswer", calls=2)  # one per INFO call
     start_daemon(testbed, [hotline_table(testbed, [{"number": "agent1", "ring_timeout": 20}])])
     # OPTIONS routed by the PBX to the daemon's extension
     options = testbed.sipp("uac_options", remote=testbed.pbx.address, service="hotline").run(timeout=10).assert_ok()
