@@ -33,14 +33,18 @@ Design (measured by ``benchmarks/relay.py`` and ``benchmarks/pacing.py``):
   hand-offs (and latency whenever the SIP side holds the GIL) without adding a core; the
   per-packet work is a few µs of Python around two system calls, which one thread does best.
   Why not a relay process: it would add a core, but every bridge, unbridge, latch change and
-  DTMF event would cross a process boundary (and sockets would be passed with SCM_RIGHTS); a
-  single core already relays the goal load with room to spare, so that complexity is not worth
-  it.  Scaling beyond one core is done by running more daemons (more extensions).
-* **Fast path cost** (the relay benchmark): ``recv_into`` ~0.6 µs and a loopback ``send`` ~2.7
-  µs of kernel time; the Python around them (``RelayPath.forward``, slicing, the epoll loop)
-  ~1.5 µs: about 5 µs per relayed packet, i.e. 1500 calls (150,000 packets/s each way) take
-  about 75 % of one core.  ``connect()``-ed sockets save ~0.8 µs per packet over
-  ``recvfrom_into``/``sendto``; a datagram protocol per socket costs ~50 % more per packet.
+  DTMF event would cross a process boundary (and sockets would be passed with SCM_RIGHTS), and
+  the 2-core machine has only one core to spare for it anyway.  One core relays the goal load
+  (1500 calls at 80-95 % of it), so the single-thread design stays; beyond that, run more
+  daemons (more extensions) or move the bridged legs to a relay process.
+* **Fast path cost** (``benchmarks/relay.py``, 2-vCPU VM): 5.5-7 µs of CPU per relayed packet,
+  about two thirds of it in the kernel (``recv_into`` plus a loopback ``send``, which delivers
+  the datagram in the sender's context) and 2 µs of Python.  1500 calls (150,000 packets/s each
+  way) take 80-95 % of one core; the variants measured at 1000 calls: this design 5.6-5.9 µs per
+  packet, the same dispatcher in a bare blocking epoll loop 5.6-6.1 µs (no gain), one asyncio
+  datagram protocol per socket 7.1-7.3 µs.  ``connect()``-ed sockets save ~0.8 µs per packet
+  over ``recvfrom_into``/``sendto``; polling the epoll set every millisecond instead of waking
+  per packet saved nothing measurable.
 * **Symmetric RTP with two sockets per RTP port.**  The port is bound (``SO_REUSEPORT``) by a
   wildcard socket that sees packets from any source; once a source is latched (see
   :class:`~sipcallhunt.media.relay.Latch`), a second socket on the same port is ``connect()``-ed
