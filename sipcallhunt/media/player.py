@@ -47,10 +47,9 @@ __all__ = [
 import collections
 import enum
 import math
-import random
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -58,6 +57,9 @@ from sipcallhunt.errors import MediaError
 from sipcallhunt.media import g711
 from sipcallhunt.media.prompt import FRAME_SAMPLES, Prompt
 from sipcallhunt.media.relay import StreamPosition
+
+if TYPE_CHECKING:  # pragma: no cover
+    import random
 
 FRAME_SECONDS: Final = 0.020
 SLOTS_PER_SECOND: Final = 50
