@@ -22,7 +22,8 @@ nothing in this module touches a socket or reads a clock (``now`` is an argument
   each such switch carries the marker bit (a new talkspurt, RFC 3551 §4.1).  The audio payload
   type is mapped between the legs' negotiated numbers, PCMU↔PCMA is transcoded with one
   ``bytes.translate`` (ITU-T G.711 tables), and telephone-events (RFC 4733 §2.1) are mapped to
-  the other leg's negotiated telephone-event payload type.
+  the other leg's negotiated telephone-event payload type; the rest of a key press that began
+  before the bridge (``suppressed_event``: the agent's confirm key) is not relayed.
 
 * :class:`RelayCounters` — what went through and what was dropped, by :class:`DropReason`.
   Garbage never raises: it is dropped and counted.
@@ -90,6 +91,7 @@ class DropReason(enum.Enum):
     FOREIGN_SOURCE = "foreign_source"  # not from the latched/signalled address
     UNKNOWN_PAYLOAD_TYPE = "unknown_payload_type"  # neither the negotiated audio nor event PT
     NO_EVENT_PAYLOAD_TYPE = "no_event_payload_type"  # telephone-event but the other leg has none
+    EVENT_BEFORE_BRIDGE = "event_before_bridge"  # the rest of a key press that began before the bridge
     NO_DESTINATION = "no_destination"  # the other leg has no address to send to yet
     SEND_FAILED = "send_failed"  # the kernel refused the datagram
 
@@ -206,7 +208,7 @@ class RelayPath:
     seq_delta: int = 0
     ts_delta: int = 0
     counters: RelayCounters = attrs.field(factory=RelayCounters)
-    event_ts_in: int = -1  # last telephone-event (input) timestamp seen, for RFC 4733 mapping
+    suppressed_event: tuple[int, int] | None = None  # (SSRC, timestamp) of an event not to relay
 
     @classmethod
     def create(
@@ -306,6 +308,12 @@ class RelayPath:
         elif self.in_event_pt is not None and pt == self.in_event_pt:
             if self.out_event_pt is None:
                 counters.drop(DropReason.NO_EVENT_PAYLOAD_TYPE)
+                return DROP
+            if self.suppressed_event is not None and self.suppressed_event == (
+                int.from_bytes(data[8:12], "big"),
+                int.from_bytes(data[4:8], "big"),
+            ):
+                counters.drop(DropReason.EVENT_BEFORE_BRIDGE)
                 return DROP
             out_pt = self.out_event_pt
             table = None

@@ -117,6 +117,7 @@ RECV_BUFFER: Final = 65536
 TIMER_SLACK: Final = 0.001
 """The event loop's timers have millisecond resolution and may fire up to 1 ms early: whatever is
 due within this slack is served then (a packet up to 1 ms early), instead of spinning."""
+EVENT_CARRYOVER: Final = 8.0  # a key press seen this recently before a bridge is not relayed
 RTCP_INTERVAL: Final = 5.0  # RFC 3550 §6.2: the recommended minimum report interval
 HOUSEKEEPING_INTERVAL: Final = 0.05
 HOUSEKEEPING_SLICES: Final = 10  # each leg is looked at every 0.5 s, a tenth of them per tick
@@ -227,6 +228,7 @@ class MediaLeg:
         "_engine",
         "_inband",
         "_inband_buf",
+        "_last_event",
         "_last_rx_count",
         "_last_rx_time",
         "_next_rtcp",
@@ -290,6 +292,7 @@ class MediaLeg:
         self._sched_due: float | None = None
         self._last_rx_count = 0
         self._last_rx_time = now
+        self._last_event: tuple[int, int, float] | None = None  # (SSRC, timestamp, when) of a telephone-event
         self._timed_out = False
         self._rtcp_dest: tuple[str, int] | None = None
         self.rtcp_in = 0
@@ -729,6 +732,11 @@ class MediaEngine:
                 out_event_pt=dst.dtmf_payload_type,
             )
             src._partner = dst
+            last = src._last_event
+            if last is not None and now - last[2] <= EVENT_CARRYOVER:
+                # RFC 4733 §2.5.1: a key press pressed before the bridge (the agent's confirm
+                # key) continues with updates and end packets: they belong to this leg only.
+                src._rx_path.suppressed_event = (last[0], last[1])
         for leg in (leg_a, leg_b):
             self._media_changed(leg)
             self._schedule(leg)
@@ -876,6 +884,9 @@ class MediaEngine:
             return
         pt = data[1] & 0x7F
         if leg._receiver is not None and pt == leg.dtmf_payload_type:
+            # remember the event before reporting it: the handler may bridge this leg at once,
+            # and the rest of this key press must then not reach the other party
+            leg._last_event = (int.from_bytes(data[8:12], "big"), int.from_bytes(data[4:8], "big"), now)
             try:
                 digits = leg._receiver.receive(RtpPacket.parse(data), now)
             except RtpError:

@@ -189,6 +189,20 @@ def test_telephone_event_without_a_counterpart_is_dropped_and_counted() -> None:
     assert path.counters.dropped == {DropReason.NO_EVENT_PAYLOAD_TYPE: 1}
 
 
+def test_a_key_press_from_before_the_bridge_is_not_relayed() -> None:
+    path = make_path(in_event=101, out_event=96)
+    path.suppressed_event = (77, 8000)  # the confirm key, already reported on this leg
+    old = [
+        RtpPacket(payload_type=101, sequence=s, timestamp=8000, ssrc=77, payload=bytes([1, flags, 0, d]))
+        for s, flags, d in ((3, 0x0A, 0xA0), (4, 0x8A, 0xF0), (4, 0x8A, 0xF0))
+    ]
+    assert [send(path, p, 10.0) for p in old] == [None, None, None]
+    assert path.counters.dropped == {DropReason.EVENT_BEFORE_BRIDGE: 3}
+    new = RtpPacket(payload_type=101, sequence=9, timestamp=9600, ssrc=77, payload=b"\x05\x0a\x00\xa0", marker=True)
+    out = send(path, new, 10.2)
+    assert out is not None and out.payload == new.payload
+
+
 def test_unknown_payload_type_is_dropped_and_counted() -> None:
     path = make_path()
     assert send(path, audio(1, 160, pt=18, payload=b"\x00" * 20), 10.0) is None

@@ -565,3 +565,40 @@ async def test_reinvite_with_another_codec_while_bridged(engine: MediaEngine, pe
     stream = before + after
     assert len({p.ssrc for p in stream}) == 1
     assert all(seq_diff(y.sequence, x.sequence) == 1 for x, y in itertools.pairwise(stream))
+
+
+async def test_the_key_that_accepts_the_bridge_is_not_relayed(peers: tuple[Peer, Peer]) -> None:
+    """The agent presses 1, the controller bridges on the first packet of that key press: the
+    rest of the key press (updates, end packets) must not reach the caller; a later key does."""
+    peer_caller, peer_agent = peers
+    engine_box: list[MediaEngine] = []
+    legs: dict[str, MediaLeg] = {}
+    digits: list[DigitReceived] = []
+
+    def on_event(event: MediaEvent) -> None:
+        if isinstance(event, DigitReceived):
+            digits.append(event)
+            if event.leg_id == "agent" and len(digits) == 1:
+                engine_box[0].bridge(legs["caller"], legs["agent"])
+
+    async with make_engine([], idle=IdleMode.NOTHING) as engine:
+        engine._on_event = on_event
+        engine_box.append(engine)
+        legs["caller"] = engine.open_leg("caller")
+        legs["agent"] = engine.open_leg("agent")
+        legs["caller"].set_remote(*peer_caller.address, "PCMU", 0, 101)
+        legs["agent"].set_remote(*peer_agent.address, "PCMU", 0, 101)
+        confirm = rfc4733_packets("1", payload_type=101, ssrc=peer_agent.ssrc, first_sequence=10, timestamp=4000)
+        later = rfc4733_packets("5", payload_type=101, ssrc=peer_agent.ssrc, first_sequence=30, timestamp=9600)
+        for _, packet in confirm:
+            peer_agent.send_to(legs["agent"], packet.serialize())
+            await asyncio.sleep(0.02)
+        got = await peer_caller.receive(0.3)
+        receiver = Rfc4733Receiver(payload_type=101)
+        assert [d for _, data in got for d in receiver.receive(RtpPacket.parse(data), 0.0)] == []
+        assert legs["agent"].stats().dropped.get("event_before_bridge") == len(confirm) - 1
+        for _, packet in later:
+            peer_agent.send_to(legs["agent"], packet.serialize())
+        got = await peer_caller.receive(0.5, until=lambda g: len(g) >= len(later))
+        assert [d.digit for _, data in got for d in receiver.receive(RtpPacket.parse(data), 0.0)] == ["5"]
+        assert [d.digit.digit for d in digits] == ["1", "5"]
