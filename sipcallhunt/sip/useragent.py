@@ -1485,25 +1485,16 @@ class UserAgent:
             )
             leg.offer = sdp
         else:
-            current = leg.sdp_version
             sdp, negotiated = sdpmod.answer_offer(
                 offer,
                 address=media.address,
                 port=media.port,
                 session_id=leg.sdp_session_id,
-                session_version=current,
+                session_version=leg.sdp_version,
                 codecs=codecs,
             )
             version = self._next_version(leg, sdp)  # moves leg.sdp_version on if the answer changed
-            if version != current:
-                sdp, negotiated = sdpmod.answer_offer(
-                    offer,
-                    address=media.address,
-                    port=media.port,
-                    session_id=leg.sdp_session_id,
-                    session_version=version,
-                    codecs=codecs,
-                )
+            sdp = attrs.evolve(sdp, origin=attrs.evolve(sdp.origin, session_version=version))
             leg.media = negotiated
             self._events.append(MediaUpdate(leg.id, negotiated))
         leg.local_sdp = sdp
