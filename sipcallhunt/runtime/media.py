@@ -599,7 +599,10 @@ class MediaEngine:
         if leg_id in self._legs:
             raise MediaError(f"media leg {leg_id!r} exists already")
         if port is not None:
-            rtp_sock, rtcp_sock = self._bind_pair(port, rtcp)
+            try:
+                rtp_sock, rtcp_sock = self._bind_pair(port, rtcp)
+            except OSError as exc:
+                raise MediaError(f"cannot bind RTP port {port} on {self.bind_host}: {exc}") from None
         else:
             span = (self.port_max - self.port_min) // 2 + 1
             for _ in range(span):
