@@ -195,6 +195,8 @@ class HotlineService:
                 media_leg.set_remote(
                     m.remote_host, m.remote_port, m.codec, m.payload_type, m.dtmf_payload_type, m.ptime
                 )
+                # A peer holding the call (sendonly/inactive) sends no RTP: no media timeout then.
+                media_leg.expect_media(m.direction.receives)
             return
         translated = self._translate_sip(session, leg, event)
         if isinstance(event, (CallEnded, CallFailed)):

@@ -246,6 +246,7 @@ class MediaLeg:
         "codec",
         "counters",
         "dtmf_payload_type",
+        "expect_rtp",
         "latch",
         "leg_id",
         "local_port",
@@ -294,6 +295,7 @@ class MediaLeg:
         self._last_rx_time = now
         self._last_event: tuple[int, int, float] | None = None  # (SSRC, timestamp, when) of a telephone-event
         self._timed_out = False
+        self.expect_rtp = True  # False while the peer has put us on hold (it sends nothing)
         self._rtcp_dest: tuple[str, int] | None = None
         self.rtcp_in = 0
         self.rtcp_out = 0
@@ -349,6 +351,14 @@ class MediaLeg:
         stream = self._need_stream()
         stream.play(prompts, loop=loop, token=token, now=self._engine.clock())
         self._engine._schedule(self)
+
+    def expect_media(self, expected: bool) -> None:
+        """Whether the peer is meant to send RTP (False while it holds the call with sendonly/inactive
+        SDP): no media timeout while it is not; the timeout counts afresh once it is again."""
+        if expected and not self.expect_rtp:
+            self._last_rx_time = self._engine.clock()
+            self._timed_out = False
+        self.expect_rtp = expected
 
     def stop_playback(self) -> None:
         self._need_stream().stop()
@@ -1117,6 +1127,7 @@ class MediaEngine:
                 elif (
                     self.media_timeout > 0
                     and leg.stream is not None
+                    and leg.expect_rtp
                     and not leg._timed_out
                     and now - leg._last_rx_time >= self.media_timeout
                 ):

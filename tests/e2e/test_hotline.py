@@ -548,11 +548,6 @@ def test_bridged_audio_both_ways_and_one_stream_per_leg(testbed: TestBed) -> Non
     hotline.assert_clean_log()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the media relay forwards the rest of the agent's RFC 4733 confirm key (continuation and end "
-    "packets) to the caller once bridged: the caller receives a '1' it never pressed",
-)
 def test_agent_confirm_key_is_not_relayed_to_the_caller(testbed: TestBed) -> None:
     hotline = start_hotline(testbed, [{"name": "support", **write_prompts(testbed.workdir / "prompts"),
                                        "agent": [{"name": "Ann", "number": "agent1"}]}])  # fmt: skip

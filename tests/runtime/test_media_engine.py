@@ -357,6 +357,23 @@ async def test_media_timeout_fires_once_for_a_silent_peer(events: list[MediaEven
         assert idle.stats().packets_in == 0
 
 
+async def test_no_media_timeout_while_the_peer_holds_the_call(
+    events: list[MediaEvent], peers: tuple[Peer, Peer]
+) -> None:
+    peer, _ = peers
+    async with make_engine(events, media_timeout=0.4) as engine:
+        held = engine.open_leg("held")
+        held.set_remote(*peer.address, "PCMU", 0, None)
+        held.expect_media(False)  # the peer sent a=inactive: it sends nothing on purpose
+        await asyncio.sleep(1.0)
+        assert not [e for e in events if isinstance(e, MediaTimeout)]
+        held.expect_media(True)  # resumed: silence counts again, from now
+        await asyncio.sleep(0.2)
+        assert not [e for e in events if isinstance(e, MediaTimeout)]
+        await asyncio.sleep(0.8)
+        assert [e for e in events if isinstance(e, MediaTimeout)] == [MediaTimeout("held")]
+
+
 async def test_rtcp_is_received_counted_and_answered(events: list[MediaEvent], peers: tuple[Peer, Peer]) -> None:
     peer, _ = peers
     async with make_engine(events, rtcp_interval=0.2) as engine:
