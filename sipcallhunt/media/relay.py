@@ -262,6 +262,16 @@ class RelayPath:
         self.seq_delta = (self.next_seq - in_seq) & _SEQ_MASK
         self.ts_delta = (self.last_ts + elapsed - in_ts) & _TS_MASK
 
+    def _skip_number(self, seq: int, ssrc: int) -> None:
+        """A packet dropped on purpose must not leave a gap in our sequence numbers (a receiver
+        would count it as lost): the packets after it move down by one.  Its repetitions (RFC 4733
+        end packets share a number) and old numbers move nothing."""
+        if ssrc != self.in_ssrc:
+            return  # no numbering from this source yet: the next packet resynchronises
+        would_be = (seq + self.seq_delta) & _SEQ_MASK
+        if ((would_be - self.next_seq) & _SEQ_MASK) < 0x8000:
+            self.seq_delta = (self.seq_delta - 1) & _SEQ_MASK
+
     def forward(self, buf: bytearray, n: int, now: float) -> int:
         """Rewrite the packet in ``buf[:n]`` in place for the other leg (fast path)."""
         counters = self.counters
@@ -314,6 +324,7 @@ class RelayPath:
                 int.from_bytes(data[4:8], "big"),
             ):
                 counters.drop(DropReason.EVENT_BEFORE_BRIDGE)
+                self._skip_number(int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big"))
                 return DROP
             out_pt = self.out_event_pt
             table = None

@@ -203,6 +203,22 @@ def test_a_key_press_from_before_the_bridge_is_not_relayed() -> None:
     assert out is not None and out.payload == new.payload
 
 
+def test_dropping_the_rest_of_a_key_press_leaves_no_gap_in_sequence_numbers() -> None:
+    path = make_path(in_event=101, out_event=96)
+    path.suppressed_event = (77, 8000)
+    first = send(path, RtpPacket(payload_type=0, sequence=10, timestamp=7840, ssrc=77, payload=b"\xff" * 160), 10.0)
+    assert first is not None
+    # The key's last update and its three end packets (one number) arrive after the bridge.
+    for seq, flags in ((11, 0x0A), (12, 0x8A), (12, 0x8A), (12, 0x8A)):
+        event = RtpPacket(payload_type=101, sequence=seq, timestamp=8000, ssrc=77, payload=bytes([1, flags, 0, 0xA0]))
+        assert send(path, event, 10.02) is None
+    after = send(path, RtpPacket(payload_type=0, sequence=13, timestamp=8320, ssrc=77, payload=b"\xff" * 160), 10.06)
+    assert after is not None
+    assert after.sequence == (first.sequence + 1) & 0xFFFF  # continuous for the receiver
+    again = send(path, RtpPacket(payload_type=0, sequence=14, timestamp=8480, ssrc=77, payload=b"\xff" * 160), 10.08)
+    assert again is not None and again.sequence == (after.sequence + 1) & 0xFFFF
+
+
 def test_unknown_payload_type_is_dropped_and_counted() -> None:
     path = make_path()
     assert send(path, audio(1, 160, pt=18, payload=b"\x00" * 20), 10.0) is None
