@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sipcallhunt.media
 from sipcallhunt.media import g711
 from sipcallhunt.media.relay import (
     DROP,
@@ -321,47 +318,7 @@ def test_any_rtp_packet_is_forwarded_or_counted(packet: RtpPacket) -> None:
         assert path.counters.dropped == {DropReason.UNKNOWN_PAYLOAD_TYPE: 1}
 
 
-# -- purity --------------------------------------------------------------------------------
-
-IMPURE = {
-    "asyncio", "socket", "select", "selectors", "time", "threading", "multiprocessing", "subprocess", "os", "io",
-    "pathlib", "random", "secrets", "signal", "uvloop", "logging", "soundfile", "sipcallhunt.runtime",
-}  # fmt: skip
-
-
-def runtime_imports(path: Path) -> set[str]:
-    """Modules imported when the module runs, except under TYPE_CHECKING and inside ``main``
-    (the relay-only entry point, which starts the I/O shell)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING") or (
-            isinstance(node, ast.FunctionDef) and node.name == "main"
-        ):
-            skipped.update(id(child) for child in ast.walk(node))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
-
-
-@pytest.mark.parametrize("module", ["relay", "player"])
-def test_relay_and_player_are_pure(module: str) -> None:
-    path = Path(sipcallhunt.media.__file__).parent / f"{module}.py"
-    for name in runtime_imports(path):
-        assert name not in IMPURE and name.split(".")[0] not in IMPURE, f"{module}.py imports {name}"
-        assert not name.startswith("sipcallhunt.runtime"), f"{module}.py imports {name}"
-
-
-def test_the_purity_scan_sees_imports(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.py"
-    bad.write_text("import time\nfrom asyncio import sleep\ndef main():\n    import socket\n", encoding="utf-8")
-    assert runtime_imports(bad) == {"time", "asyncio"}
+# -- the modules' faces (their purity: tests/test_purity.py) ---------------------------
 
 
 @pytest.mark.parametrize("module", ["relay", "player", "prompt"])

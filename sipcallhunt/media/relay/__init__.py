@@ -33,9 +33,9 @@ the number of bytes to send (``> 0``), :data:`DROP` (``0``, dropped and counted)
 :data:`SLOW` (``-1``: not a plain audio packet the path can forward alone; the shell hands it
 to its slow path, which may call :meth:`RelayPath.forward_event`).
 
-The relay-only mode (``python -m sipcallhunt.media.relay --base-port B --sessions N``) runs the
-production media engine with N bridged pairs of legs; it lives in
-:mod:`sipcallhunt.runtime.media`, which is the only module here that does I/O.
+The relay-only mode (``python -m sipcallhunt.media.relay --base-port B --sessions N``, this
+package's ``__main__``) runs the production media engine with N bridged pairs of legs; the engine
+lives in :mod:`sipcallhunt.runtime.media`, the only media module that does I/O.
 """
 
 from __future__ import annotations
@@ -52,12 +52,10 @@ __all__ = [
     "RelayCounters",
     "RelayPath",
     "StreamPosition",
-    "main",
 ]
 
 import enum
 import struct
-from collections.abc import Sequence
 from typing import Final
 
 import attrs
@@ -359,13 +357,3 @@ class RelayPath:
         counters.octets_out += out
         return out
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sipcallhunt.media.relay``: the relay-only mode (see the module docstring)."""
-    from sipcallhunt.runtime.media import relay_only_main
-
-    return relay_only_main(argv)
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in the tests
-    raise SystemExit(main())
