@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import random
+import secrets
 import socket
 import sys
 import tempfile
@@ -226,7 +227,9 @@ class Phones:
             for name in ("alice", "bob", "carol")
         ]
         switch_ua = UserAgent(
-            UaSettings(host=SWITCH_HOST, port=self.switch_port, trusted_hosts=frozenset({DAEMON_HOST})), agents
+            UaSettings(host=SWITCH_HOST, port=self.switch_port, trusted_hosts=frozenset({DAEMON_HOST})),
+            agents,
+            token=secrets.token_hex,
         )
         self.switch = SipEndpoint(
             switch_ua, host=SWITCH_HOST, port=self.switch_port, transports=("udp",), on_event=self._on_switch
@@ -238,6 +241,7 @@ class Phones:
         caller_ua = UserAgent(
             UaSettings(host=CALLER_HOST, port=self.caller_port, trusted_hosts=frozenset({DAEMON_HOST})),
             [caller_account],
+            token=secrets.token_hex,
         )
         self.caller = SipEndpoint(
             caller_ua, host=CALLER_HOST, port=self.caller_port, transports=("udp",), on_event=self._on_caller

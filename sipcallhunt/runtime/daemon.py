@@ -17,6 +17,7 @@ __all__ = ["Daemon", "load_prompt_sets", "run"]
 import asyncio
 import contextlib
 import logging
+import secrets
 import shutil
 import signal
 import socket
@@ -154,6 +155,7 @@ class Daemon:
                 keepalive_interval=config.sip.keepalive_interval,
             ),
             config.accounts,
+            token=secrets.token_hex,
         )
         self.sip = SipEndpoint(
             self.ua,

@@ -10,7 +10,11 @@ registration changes; DTMF received by SIP INFO; and log lines.
 from __future__ import annotations
 
 __all__ = [
+    "DEBUG",
+    "ERROR",
+    "INFO",
     "TRACE",
+    "WARNING",
     "CallAnswered",
     "CallConfirmed",
     "CallEnded",
@@ -35,8 +39,13 @@ from sipcallhunt.sip.sdp import NegotiatedMedia
 from sipcallhunt.sip.transaction import Endpoint
 from sipcallhunt.sip.uri import NameAddr
 
+# Log levels of LogLine, the logging module's numbers (the core does not import logging).
 TRACE: Final = 5
-"""Log level below DEBUG for whole SIP messages (registered as "TRACE" by the daemon's logging)."""
+"""Below DEBUG: whole SIP messages (registered as "TRACE" by the daemon's logging)."""
+DEBUG: Final = 10
+INFO: Final = 20
+WARNING: Final = 30
+ERROR: Final = 40
 
 
 @attrs.frozen

@@ -34,8 +34,6 @@ __all__ = ["ALLOWED_METHODS", "Leg", "LegState", "LocalMedia", "UaSettings", "Us
 import collections
 import enum
 import heapq
-import logging
-import secrets
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -47,7 +45,10 @@ from sipcallhunt.sip import sdp as sdpmod
 from sipcallhunt.sip.dialog import Dialog
 from sipcallhunt.sip.digest import ChallengeOutcome, DigestSession
 from sipcallhunt.sip.events import (
+    DEBUG,
+    INFO,
     TRACE,
+    WARNING,
     CallAnswered,
     CallConfirmed,
     CallEnded,
@@ -278,7 +279,7 @@ class UserAgent:
         settings: UaSettings,
         accounts: Iterable[AccountConfig],
         *,
-        token: Callable[[int], str] = secrets.token_hex,
+        token: Callable[[int], str],
     ) -> None:
         self.settings = settings
         self._token = token
@@ -377,7 +378,7 @@ class UserAgent:
             self._parse_failure(exc, source, now, message)
         except ProtocolError as exc:
             self.counters["protocol_errors"] += 1
-            self._log(logging.WARNING, f"dropped message from {source}: {exc}")
+            self._log(WARNING, f"dropped message from {source}: {exc}")
 
     def transport_error(self, destination: Endpoint, now: float) -> None:
         """The shell could not send to ``destination`` (connection refused, no route...)."""
@@ -422,7 +423,7 @@ class UserAgent:
         try:
             body = self._answer_or_offer(leg, leg.remote_offer)
         except SdpError as exc:
-            self._log(logging.WARNING, f"offer not acceptable: {exc}", leg.id)
+            self._log(WARNING, f"offer not acceptable: {exc}", leg.id)
             self.reject(leg_id, exc.status, now, reason=exc.reason)
             return
         dialog = Dialog.as_uas(leg.invite, leg.local_tag)
@@ -513,7 +514,7 @@ class UserAgent:
         )
         leg.invite = request
         self._legs[leg_id] = leg
-        self._log(logging.INFO, f"calling {uri} via {destination}", leg_id)
+        self._log(INFO, f"calling {uri} via {destination}", leg_id)
         self._start_client(_Kind.INVITE, request, destination, state.config, now, leg=leg)
         return leg_id
 
@@ -616,7 +617,7 @@ class UserAgent:
         if method == "INVITE" and source.host not in self.settings.trusted_hosts:
             self.counters["untrusted_requests"] += 1
             self._log(
-                logging.WARNING,
+                WARNING,
                 f"403: {method} from untrusted {source} (From {request.headers.get('From')}, R-URI {request.uri})",
             )
             self._reply(tx, request, 403, now)
@@ -652,7 +653,7 @@ class UserAgent:
     def _on_invite(self, request: SipRequest, tx: ServerInvite, source: Endpoint, now: float) -> None:
         account = self._account_for(request)
         if account is None:
-            self._log(logging.WARNING, f"404: INVITE for unknown user {request.uri} from {source}")
+            self._log(WARNING, f"404: INVITE for unknown user {request.uri} from {source}")
             self._reply(tx, request, 404, now)
             return
         offer = self._offer_in(request)  # raises SdpError → 488/400 via _on_request
@@ -675,7 +676,7 @@ class UserAgent:
         )
         self._legs[leg.id] = leg
         self._server_legs[id(tx)] = leg
-        self._log(logging.INFO, f"incoming call from {request.headers.get('From')} to {request.uri}", leg.id)
+        self._log(INFO, f"incoming call from {request.headers.get('From')} to {request.uri}", leg.id)
         self._events.append(
             IncomingCall(
                 leg=leg.id,
@@ -704,7 +705,7 @@ class UserAgent:
         response = self._response(invite_tx.request, 487, to_tag=leg.local_tag)
         self._run_server(invite_tx, invite_tx.respond(response, now), now)
         leg.move(LegInput.END)
-        self._log(logging.INFO, "caller cancelled", leg.id)
+        self._log(INFO, "caller cancelled", leg.id)
         self._events.append(CallEnded(leg.id, "cancelled by the caller", by_remote=True))
         self._forget_leg(leg)
 
@@ -739,7 +740,7 @@ class UserAgent:
             self._reply(tx, request, 200, now)
             if not leg.ended:
                 leg.move(LegInput.END)
-                self._log(logging.INFO, "BYE received", leg.id)
+                self._log(INFO, "BYE received", leg.id)
                 self._events.append(CallEnded(leg.id, "remote hung up", by_remote=True))
             leg.ok = None
             leg.ok_next = leg.ok_give_up = None
@@ -777,7 +778,7 @@ class UserAgent:
         )
         leg.reinvite_tx = tx
         self._server_legs[id(tx)] = leg
-        self._log(logging.INFO, "re-INVITE answered", leg.id)
+        self._log(INFO, "re-INVITE answered", leg.id)
         self._send_2xx(leg, tx, response, now)
 
     def _on_update(self, leg: Leg, request: SipRequest, tx: ServerInvite | ServerNonInvite, now: float) -> None:
@@ -798,7 +799,7 @@ class UserAgent:
         digit = parse_info_dtmf(request.content_type, request.body)  # garbage → 400
         self._reply(tx, request, 200, now)
         if digit is not None:
-            self._log(logging.DEBUG, f"DTMF {digit.digit} by SIP INFO", leg.id)
+            self._log(DEBUG, f"DTMF {digit.digit} by SIP INFO", leg.id)
             self._events.append(InfoDigit(leg.id, digit.digit))
 
     # == responses ==================================================================================
@@ -857,7 +858,7 @@ class UserAgent:
         if leg.ended:
             return
         leg.move(LegInput.FAILURE)
-        self._log(logging.INFO, f"call failed: {status} {response.reason}", leg.id)
+        self._log(INFO, f"call failed: {status} {response.reason}", leg.id)
         self._events.append(CallFailed(leg.id, status, response.reason))
         self._forget_leg(leg)
 
@@ -886,7 +887,7 @@ class UserAgent:
         if leg.state is LegState.CANCELLING:
             # Answered although we cancelled: ACK then BYE at once.
             leg.move(LegInput.SUCCESS)
-            self._log(logging.INFO, "answered after CANCEL: sending BYE", leg.id)
+            self._log(INFO, "answered after CANCEL: sending BYE", leg.id)
             self._send_bye(leg, now)
             self._forget_leg(leg)
             return
@@ -894,7 +895,7 @@ class UserAgent:
             if response.body and leg.offer is not None:
                 self._accept_answer(leg, response.body, now)
         except SdpError as exc:
-            self._log(logging.WARNING, f"unusable SDP answer: {exc}; hanging up", leg.id)
+            self._log(WARNING, f"unusable SDP answer: {exc}; hanging up", leg.id)
             leg.move(LegInput.SUCCESS)
             self._send_bye(leg, now)
             leg.move(LegInput.END)
@@ -903,7 +904,7 @@ class UserAgent:
             return
         leg.move(LegInput.SUCCESS)
         self._session_timer_from_response(leg, response, now)
-        self._log(logging.INFO, f"answered ({response.status})", leg.id)
+        self._log(INFO, f"answered ({response.status})", leg.id)
         self._events.append(CallAnswered(leg.id))
 
     def _ack_2xx(self, leg: Leg, dialog: Dialog, response: SipResponse, now: float, *, keep: bool) -> None:
@@ -972,7 +973,7 @@ class UserAgent:
             status = 503 if timer == "transport" else 408
             leg.final_status = status
             leg.move(LegInput.FAILURE)
-            self._log(logging.INFO, f"call failed: {reason} ({status})", leg.id)
+            self._log(INFO, f"call failed: {reason} ({status})", leg.id)
             self._events.append(CallFailed(leg.id, status, reason_phrase(status)))
             self._forget_leg(leg)
         elif out.kind is _Kind.REINVITE and out.leg is not None:
@@ -1002,7 +1003,7 @@ class UserAgent:
         if outcome is ChallengeOutcome.UNSUPPORTED or (outcome is ChallengeOutcome.REJECTED and out.auth_tries > 0):
             # A first REJECTED only means our pre-emptive credentials were stale (a restarted
             # registrar forgets its nonces): the new challenge is recorded, so try once more.
-            self._log(logging.WARNING, f"{request.method} rejected with {response.status}: credentials not accepted")
+            self._log(WARNING, f"{request.method} rejected with {response.status}: credentials not accepted")
             return False
         if out.kind is _Kind.REGISTER:
             state.cseq += 1  # one CSeq space for the registration's Call-ID
@@ -1016,7 +1017,7 @@ class UserAgent:
         if out.leg is not None and out.kind is _Kind.INVITE:
             out.leg.invite = retry
             out.leg.move(LegInput.RETRY)
-        self._log(logging.DEBUG, f"{request.method} challenged ({response.status}); retrying with credentials")
+        self._log(DEBUG, f"{request.method} challenged ({response.status}); retrying with credentials")
         new = self._start_client(out.kind, retry, out.tx.destination, out.account, now, leg=out.leg, ping=out.ping)
         new.auth_tries = out.auth_tries + 1
         return True
@@ -1032,7 +1033,7 @@ class UserAgent:
                 registered = action.new is RegState.REGISTERED
                 state.registered = registered
                 level = (
-                    logging.WARNING if action.new is RegState.RETRY_WAIT or action.old is action.new else logging.INFO
+                    WARNING if action.new is RegState.RETRY_WAIT or action.old is action.new else INFO
                 )
                 self._log(level, f"account {action.account}: {action.old.value} → {action.new.value}: {action.detail}")
                 self._events.append(RegistrationChanged(action.account, action.new.value, action.detail, registered))
@@ -1297,7 +1298,7 @@ class UserAgent:
         from sipcallhunt.sip.transaction import build_cancel
 
         cancel = build_cancel(leg.invite)
-        self._log(logging.INFO, "cancelling", leg.id)
+        self._log(INFO, "cancelling", leg.id)
         self._start_client(_Kind.CANCEL, cancel, leg.destination, leg.account, now, leg=leg)
 
     def _send_bye(self, leg: Leg, now: float) -> None:
@@ -1310,7 +1311,7 @@ class UserAgent:
         # them; a BYE that is challenged is answered like any other request (_retry_with_auth).
         bye = dialog.new_request("BYE", via=self._via(destination.transport), extra=self._common_headers())
         dialog.terminate()
-        self._log(logging.INFO, "sending BYE", leg.id)
+        self._log(INFO, "sending BYE", leg.id)
         self._start_client(_Kind.BYE, bye, destination, leg.account, now, leg=leg)
 
     def _end_by_us(self, leg: Leg, reason: str, now: float) -> None:
@@ -1386,7 +1387,7 @@ class UserAgent:
         request = leg.dialog.new_request("INVITE", via=self._via(destination.transport), extra=extra, body=body)
         leg.reinvite_out = True
         leg.offer = leg.local_sdp
-        self._log(logging.DEBUG, "session refresh (re-INVITE)", leg.id)
+        self._log(DEBUG, "session refresh (re-INVITE)", leg.id)
         self._start_client(_Kind.REINVITE, request, destination, leg.account, now, leg=leg)
 
     # == timers =====================================================================================
@@ -1409,7 +1410,7 @@ class UserAgent:
             leg = self._server_legs.get(id(owner))
             self._run_server(owner, actions, now)
             if leg is not None and any(isinstance(a, TimedOut) and a.timer == "H" for a in actions):
-                self._log(logging.DEBUG, "no ACK for a failure response", leg.id)
+                self._log(DEBUG, "no ACK for a failure response", leg.id)
         elif isinstance(owner, Leg):
             self._leg_timer(owner, now)
         elif owner.registration is not None:
@@ -1420,7 +1421,7 @@ class UserAgent:
             # §13.3.1.4: no ACK within 64*T1 — the call is over; BYE it.
             leg.ok = None
             leg.ok_next = leg.ok_give_up = None
-            self._log(logging.WARNING, "no ACK for our 2xx: ending the call", leg.id)
+            self._log(WARNING, "no ACK for our 2xx: ending the call", leg.id)
             if leg.state is LegState.ANSWERED:
                 self._end_by_us(leg, "no ACK received", now)
             elif leg.state is LegState.TERMINATED and leg.bye_after_ack:
@@ -1438,7 +1439,7 @@ class UserAgent:
         if leg.session_deadline is not None and now >= leg.session_deadline:
             leg.session_deadline = None
             if not leg.ended:
-                self._log(logging.WARNING, "session timer expired without refresh", leg.id)
+                self._log(WARNING, "session timer expired without refresh", leg.id)
                 self._end_by_us(leg, "session timer expired", now)
 
     # == helpers ====================================================================================
@@ -1554,10 +1555,10 @@ class UserAgent:
                 response = None
             if response is not None:
                 destination = source
-                self._log(logging.INFO, f"{exc.status} to malformed {partial.method} from {source}: {exc}")
+                self._log(INFO, f"{exc.status} to malformed {partial.method} from {source}: {exc}")
                 self._events.append(SendMessage(response, destination))
                 return
-        self._log(logging.DEBUG, f"dropped malformed message from {source}: {exc}")
+        self._log(DEBUG, f"dropped malformed message from {source}: {exc}")
 
     def _bare_response(self, request: SipRequest, status: int, reason: str) -> SipResponse | None:
         """A stateless error response built from whatever headers the malformed request had."""

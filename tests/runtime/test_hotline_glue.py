@@ -10,6 +10,7 @@ Inbound messages are handed to the shell as if they had arrived.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,7 +125,9 @@ async def test_an_agent_leg_that_fails_while_being_dialed_is_not_lost() -> None:
     agents = (AgentConfig(name="Ann", number="201", ring_timeout=60.0),
               AgentConfig(name="Ben", number="202", ring_timeout=60.0))  # fmt: skip
     hotline = HotlineConfig(name="support", account="pbx", rounds=1, agents=agents)
-    ua = UserAgent(UaSettings(host=HOST, port=5060, trusted_hosts=frozenset({PBX[0]})), (account,))
+    ua = UserAgent(
+        UaSettings(host=HOST, port=5060, trusted_hosts=frozenset({PBX[0]})), (account,), token=secrets.token_hex
+    )
     engine, calllog = FakeEngine(), FakeCallLog()
     service = HotlineService(
         hotlines=(hotline,),

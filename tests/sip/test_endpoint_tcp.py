@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -81,7 +82,7 @@ def test_outbound_tcp_registration(loop_name: str) -> None:
             password="pw",
             expires=300,
         )
-        ua = UserAgent(UaSettings(host=HOST, port=0, keepalive_interval=0), [account])
+        ua = UserAgent(UaSettings(host=HOST, port=0, keepalive_interval=0), [account], token=secrets.token_hex)
         events: list[UaEvent] = []
         endpoint = SipEndpoint(ua, host=HOST, port=0, transports=("tcp",), on_event=events.append)
         await endpoint.start()
@@ -107,7 +108,7 @@ def test_outbound_tcp_registration(loop_name: str) -> None:
 @pytest.mark.parametrize("loop_name", sorted(LOOPS))
 def test_inbound_tcp_request_is_answered_on_its_connection(loop_name: str) -> None:
     async def main() -> None:
-        ua = UserAgent(UaSettings(host=HOST, port=0, keepalive_interval=0), [])
+        ua = UserAgent(UaSettings(host=HOST, port=0, keepalive_interval=0), [], token=secrets.token_hex)
         endpoint = SipEndpoint(ua, host=HOST, port=0, transports=("tcp",), on_event=lambda e: None)
         await endpoint.start()
         try:
