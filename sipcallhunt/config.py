@@ -16,6 +16,7 @@ __all__ = [
     "AgentConfig",
     "CallLogConfig",
     "Config",
+    "MetricsConfig",
     "HotlineConfig",
     "SipConfig",
     "load_config",
@@ -128,6 +129,14 @@ class CallLogConfig:
 
 
 @attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True)
+class MetricsConfig:
+    """``[metrics]``: the HTTP endpoint for Prometheus (``GET /metrics``); off unless ``listen`` is set."""
+
+    listen_host: str | None = None
+    listen_port: int = 9464
+
+
 class Config:
     path: Path
     sip: SipConfig
@@ -136,6 +145,7 @@ class Config:
     calllog: CallLogConfig = CallLogConfig()
     log_level: str = "INFO"
 
+    metrics: MetricsConfig = MetricsConfig()
     def account(self, name: str) -> AccountConfig:
         for account in self.accounts:
             if account.name == name:
@@ -286,7 +296,7 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(ConfigProblem(file, "(syntax)", f"not valid TOML: {exc}")) from None
     r = _Reader(file)
     base = path.parent
-    r.table(data, "", {"sip", "account", "hotline", "calllog", "logging"})
+    r.table(data, "", {"sip", "account", "hotline", "calllog", "logging", "metrics"})
 
     # [sip]
     sip_data = r.get(data, "", "sip", dict, {})
@@ -436,6 +446,18 @@ def parse_config(text: str, path: Path) -> Config:
     calllog = CallLogConfig(path=_resolve(base, r.get(calllog_data, "calllog", "path", str, "calls.sqlite3")))
 
     # [logging]
+    # [metrics]
+    metrics_data = r.get(data, "", "metrics", dict, {})
+    r.table(metrics_data, "metrics", {"listen"})
+    metrics = MetricsConfig()
+    metrics_listen = r.get(metrics_data, "metrics", "listen", str, None)
+    if metrics_listen is not None:
+        parsed_metrics = _hostport(metrics_listen) if ":" in metrics_listen.rpartition("]")[2] else None
+        if parsed_metrics is None:
+            r.problem("metrics.listen", f'{metrics_listen!r} is not host:port (e.g. "127.0.0.1:9464")')
+        else:
+            metrics = MetricsConfig(listen_host=parsed_metrics[0], listen_port=parsed_metrics[1])
+
     logging_data = r.get(data, "", "logging", dict, {})
     r.table(logging_data, "logging", {"level"})
     level = r.get(
@@ -454,7 +476,13 @@ def parse_config(text: str, path: Path) -> Config:
     if r.problems:
         raise ConfigError(r.problems)
     return Config(
-        path=path, sip=sip, accounts=tuple(accounts), hotlines=tuple(hotlines), calllog=calllog, log_level=level
+        path=path,
+        sip=sip,
+        accounts=tuple(accounts),
+        hotlines=tuple(hotlines),
+        calllog=calllog,
+        log_level=level,
+        metrics=metrics,
     )
 
 

@@ -32,6 +32,7 @@ from sipcallhunt.media.prompt import PromptCache
 from sipcallhunt.prompts import BUNDLED_NAMES, bundled_music, bundled_prompt
 from sipcallhunt.runtime.hotline import HotlineService, PromptSet
 from sipcallhunt.runtime.media import MediaEngine
+from sipcallhunt.runtime.metrics import MetricsServer, daemon_families
 from sipcallhunt.runtime.sip import SipEndpoint
 from sipcallhunt.sip.useragent import UaSettings, UserAgent
 
@@ -117,6 +118,7 @@ class Daemon:
         self.ua: UserAgent | None = None
         self.sip: SipEndpoint | None = None
         self.service: HotlineService | None = None
+        self.metrics: MetricsServer | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -167,6 +169,16 @@ class Daemon:
         self.service.sip = self.sip
         await self.sip.start()
         self.sip.call(self.ua.start)
+        if config.metrics.listen_host is not None:
+            self.metrics = MetricsServer(lambda: daemon_families(self), self._registered)
+            try:
+                await self.metrics.start(config.metrics.listen_host, config.metrics.listen_port)
+            except OSError as exc:
+                where = f"{config.metrics.listen_host}:{config.metrics.listen_port}"
+                raise ConfigError(
+                    ConfigProblem(str(config.path), "metrics.listen", f"cannot listen on {where}: {exc}")
+                ) from None
+            log.info("metrics on http://%s:%d/metrics", config.metrics.listen_host, self.metrics.port)
         for hotline in config.hotlines:
             log.info(
                 "hotline %s on account %s: %d agent(s), %d round(s), PIN %s",
@@ -176,6 +188,14 @@ class Daemon:
                 hotline.rounds,
                 "required" if hotline.pins else "not required",
             )
+
+    def _registered(self) -> bool:
+        """Health: every account that registers is registered."""
+        ua = self.ua
+        if ua is None:
+            return False
+        states = [ua.registration_state(a.name) for a in self.config.accounts if a.register]
+        return all(state is not None and state.value == "registered" for state in states)
 
     def _on_media_event(self, event: object) -> None:
         if self.service is not None:
@@ -190,8 +210,15 @@ class Daemon:
         except SipCallHuntError as exc:
             log.error("reload of %s failed; the running configuration stays in force:\n%s", path, exc)
             return
-        if new.sip != self.config.sip or new.accounts != self.config.accounts or new.calllog != self.config.calllog:
-            log.warning("reload: changes to [sip], [[account]] or [calllog] take effect only after a restart")
+        if (
+            new.sip != self.config.sip
+            or new.accounts != self.config.accounts
+            or new.calllog != self.config.calllog
+            or new.metrics != self.config.metrics
+        ):
+            log.warning(
+                "reload: changes to [sip], [[account]], [calllog] or [metrics] take effect only after a restart"
+            )
         assert self.service is not None
         self.service.configure(new.hotlines, self.config.accounts, prompts)
         self.config = Config(
@@ -201,6 +228,7 @@ class Daemon:
             hotlines=new.hotlines,
             calllog=self.config.calllog,
             log_level=new.log_level,
+            metrics=self.config.metrics,
         )
         logging.getLogger("sipcallhunt").setLevel(5 if new.log_level == "TRACE" else new.log_level)
         log.info("configuration reloaded from %s: %d hotline(s)", path, len(new.hotlines))
@@ -221,6 +249,8 @@ class Daemon:
             await self.sip.close()
         if self.engine is not None:
             await self.engine.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         if self.calllog is not None:
             await self.calllog.close()
         self._synth_dir.cleanup()

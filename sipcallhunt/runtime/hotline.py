@@ -20,6 +20,7 @@ from __future__ import annotations
 __all__ = ["CallSession", "EventBus", "HotlineService", "PromptSet"]
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
@@ -151,6 +152,7 @@ class HotlineService:
         self._by_media: dict[str, tuple[CallSession, ev.LegId]] = {}
         self.calls_started = 0
         self.calls_failed = 0
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()  # (hotline, outcome) of ended calls
         self.configure(hotlines, accounts, prompts)
 
     def configure(
@@ -449,6 +451,8 @@ class HotlineService:
 
     def _finish(self, session: CallSession) -> None:
         if session.done:
+        outcome = session.call.record.outcome
+        self.outcomes[session.hotline.name, outcome.value if outcome is not None else Outcome.FAILED.value] += 1
             return
         session.done = True
         if session.timer is not None:

@@ -83,6 +83,7 @@ __all__ = [
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import errno
 import heapq
@@ -208,6 +209,19 @@ def _dtmf_tone(digit: str, codec: str) -> list[bytes]:
     gap = np.zeros(2 * FRAME_SAMPLES, dtype=np.int16)  # 40 ms pause after the digit (Q.24)
     payload = g711.encode(codec, np.concatenate([pcm, gap]))
     return [payload[i : i + FRAME_SAMPLES] for i in range(0, len(payload), FRAME_SAMPLES)]
+
+
+def _add_stats(totals: collections.Counter[str], stats: LegStats) -> None:
+    totals["packets_in"] += stats.packets_in
+    totals["packets_out"] += stats.packets_out
+    totals["octets_in"] += stats.octets_in
+    totals["octets_out"] += stats.octets_out
+    totals["relayed"] += stats.relayed_in
+    totals["rtcp_in"] += stats.rtcp_in
+    totals["rtcp_out"] += stats.rtcp_out
+    totals["late_skipped"] += stats.late_skipped
+    for reason, n in stats.dropped.items():
+        totals[f"dropped_{reason}"] += n
 
 
 def _new_socket() -> socket.socket:
@@ -529,6 +543,7 @@ class MediaEngine:
         self._hk_round = 0
         self._lateness = [0] * LATENESS_BINS
         self.errors = 0
+        self._closed_totals: collections.Counter[str] = collections.Counter()  # the legs already closed
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -575,6 +590,13 @@ class MediaEngine:
     @property
     def legs(self) -> Mapping[object, MediaLeg]:
         return self._legs
+
+    def totals(self) -> collections.Counter[str]:
+        """Counters summed over every leg, open and closed: ``packets_in``, ``dropped_<reason>``, …"""
+        totals = collections.Counter(self._closed_totals)
+        for leg in self._legs.values():
+            _add_stats(totals, leg.stats())
+        return totals
 
     def pacing_lateness(self, *, reset: bool = False) -> PacingLateness:
         """How late the pacing timer served the streams (since start or the last reset)."""
@@ -710,6 +732,7 @@ class MediaEngine:
             self.errors += 1
             log.exception("media leg %r: cannot send RTCP BYE", leg.leg_id)
         stats = leg.stats()
+        _add_stats(self._closed_totals, stats)
         leg.closed = True
         self._set_inband(leg, False)
         leg._drop_connection()

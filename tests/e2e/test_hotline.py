@@ -161,6 +161,7 @@ def start_hotline(
     *,
     accounts: Sequence[tuple[str, str]] = (("pbx", "hotline"),),
     sip: Mapping[str, Any] | None = None,
+    metrics: bool = True,
 ) -> Hotline:
     """Write a config for ``hotlines`` (each on an account of ``accounts``: (name, PBX user)), start
     the daemon and wait until every account is registered with the PBX.
@@ -168,6 +169,7 @@ def start_hotline(
     A hotline without ``account`` answers the first account; the test defaults of
     :data:`FAST_HOTLINE` apply unless the hotline sets the key; agents may be given as numbers.
     Call it before anything else starts the PBX: it adds :data:`EXTRA_USERS` to its subscribers.
+    ``metrics`` turns on the metrics endpoint (``hotline.daemon.metrics()`` scrapes it).
     """
     bed.users = tuple(dict.fromkeys((*bed.users, *EXTRA_USERS)))
     pbx = bed.pbx
@@ -192,6 +194,8 @@ def start_hotline(
         "calllog": {"path": str(calllog)},
         "logging": {"level": "DEBUG"},
     }
+    if metrics:
+        data["metrics"] = {"listen": f"{host}:{free_port(host)}"}
     config = bed.workdir / "sipcallhunt.toml"
     config.write_text(toml_dumps(data), encoding="utf-8")
     daemon = bed.daemon(config).start()

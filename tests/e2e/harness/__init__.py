@@ -21,6 +21,7 @@ from .audio import (
 from .baresip import Baresip, BaresipEvent
 from .daemon import EXIT_BAD_CONFIG, Daemon
 from .kamailio import Kamailio, sip_options_ping
+from .metrics import Metrics, parse_metrics, scrape
 from .pcap import RtpStream, read_pcap, read_rtp_pcap, wav_to_pcap, write_pcap
 from .ports import LoopbackPool, free_port, free_port_range, write_sipcallhunt_config
 from .rtp import RtpEndpoint, RtpPacket, TelephoneEvent
@@ -28,6 +29,9 @@ from .sipp import RegisteredSipp, Sipp, SippResult, info_dtmf_requests
 from .testbed import DEFAULT_USERS, TestBed
 
 __all__ = [
+    "Metrics",
+    "parse_metrics",
+    "scrape",
     "DEFAULT_USERS",
     "DTMF_FREQUENCIES",
     "EXIT_BAD_CONFIG",

@@ -19,6 +19,7 @@ __all__ = ["EXIT_BAD_CONFIG", "Daemon"]
 
 import re
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -27,6 +28,7 @@ import attrs
 
 from ._proc import ManagedProcess, poll_until
 from .kamailio import sip_options_ping
+from .metrics import Metrics, scrape
 
 if TYPE_CHECKING:
     from .kamailio import Kamailio
@@ -70,6 +72,17 @@ class Daemon:
     @property
     def returncode(self) -> int | None:
         return None if self._process is None else self._process.returncode
+
+    def metrics_address(self) -> tuple[str, int]:
+        """The ``[metrics] listen`` address of the config (which must have one)."""
+        data = tomllib.loads(self.config.read_text(encoding="utf-8"))
+        host, _, port = data["metrics"]["listen"].rpartition(":")
+        return host, int(port)
+
+    def metrics(self, *, timeout: float = 5.0) -> Metrics:
+        """Scrape the running daemon's ``/metrics``."""
+        host, port = self.metrics_address()
+        return scrape(host, port, timeout=timeout)
 
     def log_text(self) -> str:
         try:

@@ -271,12 +271,14 @@ def write_sipcallhunt_config(
     log_level: str = "DEBUG",
     sip: Mapping[str, Any] | None = None,
     account: Mapping[str, Any] | None = None,
+    metrics: tuple[str, int] | None = None,
 ) -> Path:
     """Write a sipcallhunt TOML config for a daemon registering with the harness PBX.
 
     ``hotlines`` are ``[[hotline]]`` tables; ``account`` defaults to ``account_name`` and
     ``agent`` may be a list of numbers (``["agent1", "agent2"]``) or of agent tables.  ``sip`` and
     ``account`` add or override keys of the ``[sip]`` table and the ``[[account]]`` table.
+    ``metrics`` turns on the daemon's metrics endpoint on that address.
     """
     host, port = registrar
     sip_table: dict[str, Any] = {"listen": f"{listen[0]}:{listen[1]}", "rtp_ports": list(rtp_ports)}
@@ -302,6 +304,8 @@ def write_sipcallhunt_config(
     }
     if hotline_tables:
         data["hotline"] = hotline_tables
+    if metrics is not None:
+        data["metrics"] = {"listen": f"{metrics[0]}:{metrics[1]}"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(toml_dumps(data), encoding="utf-8")
     return path

@@ -172,9 +172,15 @@ class TestBed:
         name: str = "sipcallhunt.toml",
         **kwargs: Any,
     ) -> Path:
-        """A config for a daemon on a fresh address, registering as ``user`` with this PBX."""
+        """A config for a daemon on a fresh address, registering as ``user`` with this PBX.
+
+        ``metrics=True`` turns on the metrics endpoint on the daemon's address and a free port
+        (read it with :meth:`Daemon.metrics`).
+        """
         host = self.address()
         rtp = free_port_range(host, 40)
+        if kwargs.get("metrics") is True:
+            kwargs["metrics"] = (host, free_port(host))
         return write_sipcallhunt_config(
             self.workdir / name,
             listen=(host, free_port(host)),
