@@ -129,7 +129,6 @@ class CallLogConfig:
 
 
 @attrs.frozen(kw_only=True)
-@attrs.frozen(kw_only=True)
 class MetricsConfig:
     """``[metrics]``: the HTTP endpoint for Prometheus (``GET /metrics``); off unless ``listen`` is set."""
 
@@ -137,6 +136,7 @@ class MetricsConfig:
     listen_port: int = 9464
 
 
+@attrs.frozen(kw_only=True)
 class Config:
     path: Path
     sip: SipConfig
@@ -144,8 +144,8 @@ class Config:
     hotlines: tuple[HotlineConfig, ...] = ()
     calllog: CallLogConfig = CallLogConfig()
     log_level: str = "INFO"
-
     metrics: MetricsConfig = MetricsConfig()
+
     def account(self, name: str) -> AccountConfig:
         for account in self.accounts:
             if account.name == name:
@@ -445,7 +445,6 @@ def parse_config(text: str, path: Path) -> Config:
     r.table(calllog_data, "calllog", {"path"})
     calllog = CallLogConfig(path=_resolve(base, r.get(calllog_data, "calllog", "path", str, "calls.sqlite3")))
 
-    # [logging]
     # [metrics]
     metrics_data = r.get(data, "", "metrics", dict, {})
     r.table(metrics_data, "metrics", {"listen"})
@@ -458,6 +457,7 @@ def parse_config(text: str, path: Path) -> Config:
         else:
             metrics = MetricsConfig(listen_host=parsed_metrics[0], listen_port=parsed_metrics[1])
 
+    # [logging]
     logging_data = r.get(data, "", "logging", dict, {})
     r.table(logging_data, "logging", {"level"})
     level = r.get(

@@ -451,10 +451,10 @@ class HotlineService:
 
     def _finish(self, session: CallSession) -> None:
         if session.done:
-        outcome = session.call.record.outcome
-        self.outcomes[session.hotline.name, outcome.value if outcome is not None else Outcome.FAILED.value] += 1
             return
         session.done = True
+        outcome = session.call.record.outcome
+        self.outcomes[session.hotline.name, outcome.value if outcome is not None else Outcome.FAILED.value] += 1
         if session.timer is not None:
             session.timer.cancel()
         for leg in list(session.media):
