@@ -592,7 +592,7 @@ class UserAgent:
     ) -> None:
         method = request.method
         if method not in KNOWN_METHODS:
-            self._reply(tx, request, 501, now, extra=[("Allow", ", ".join(ALLOWED_METHODS))])
+            self._refused(tx, request, source, 501, now)
             return
         uri = request.request_uri
         if not uri.is_sip:
@@ -607,6 +607,8 @@ class UserAgent:
             from_tag = request.from_.tag or ""
             leg = self._dialogs.get((request.call_id, to_tag, from_tag))
             if leg is None or leg.dialog is None:
+                self.counters["no_dialog"] += 1
+                self._log(INFO, f"481: {method} for no dialog of ours from {source} (R-URI {request.uri})")
                 self._reply(tx, request, 481, now)
                 return
             self._in_dialog(leg, request, tx, now)
@@ -630,7 +632,16 @@ class UserAgent:
         elif method in ("BYE", "INFO", "UPDATE", "PRACK"):
             self._reply(tx, request, 481, now)
         else:
-            self._reply(tx, request, 405, now, extra=[("Allow", ", ".join(ALLOWED_METHODS))])
+            self._refused(tx, request, source, 405, now)
+
+    def _refused(
+        self, tx: ServerInvite | ServerNonInvite, request: SipRequest, source: Endpoint, status: int, now: float
+    ) -> None:
+        """A method we do not take outside a dialog (REGISTER, REFER, MESSAGE ...): 405, or 501
+        for one we do not know; counted and logged with where it came from (scanners probe so)."""
+        self.counters["method_not_allowed" if status == 405 else "unknown_method"] += 1
+        self._log(INFO, f"{status}: {request.method} from {source} (R-URI {request.uri})")
+        self._reply(tx, request, status, now, extra=[("Allow", ", ".join(ALLOWED_METHODS))])
 
     def _merged(self, request: SipRequest, tx: ServerInvite | ServerNonInvite) -> bool:
         """A request that reached us twice by different paths (RFC 3261 §8.2.2.2) → 482."""
@@ -653,6 +664,7 @@ class UserAgent:
     def _on_invite(self, request: SipRequest, tx: ServerInvite, source: Endpoint, now: float) -> None:
         account = self._account_for(request)
         if account is None:
+            self.counters["unknown_user"] += 1
             self._log(WARNING, f"404: INVITE for unknown user {request.uri} from {source}")
             self._reply(tx, request, 404, now)
             return
@@ -1032,9 +1044,7 @@ class UserAgent:
             elif isinstance(action, StateChanged):
                 registered = action.new is RegState.REGISTERED
                 state.registered = registered
-                level = (
-                    WARNING if action.new is RegState.RETRY_WAIT or action.old is action.new else INFO
-                )
+                level = WARNING if action.new is RegState.RETRY_WAIT or action.old is action.new else INFO
                 self._log(level, f"account {action.account}: {action.old.value} → {action.new.value}: {action.detail}")
                 self._events.append(RegistrationChanged(action.account, action.new.value, action.detail, registered))
         self._schedule(state)

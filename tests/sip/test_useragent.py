@@ -15,6 +15,7 @@ from sipcallhunt.sip.events import (
     CallProgress,
     IncomingCall,
     InfoDigit,
+    LogLine,
     MediaUpdate,
     RegistrationChanged,
     SendMessage,
@@ -277,6 +278,37 @@ def test_invite_for_unknown_user_gets_404() -> None:
     h = Harness()
     h.deliver(invite(user="nobody"))
     assert h.responses("INVITE")[-1].status == 404
+
+
+def test_refused_requests_are_counted_and_logged_with_their_source() -> None:
+    """What a scanner or a fraudster probes with: each answer is counted, and logged with the
+    address it came from (an unknown extension, REFER/REGISTER outside a dialog, a made-up dialog)."""
+    h = Harness()
+    h.deliver(invite(user="00491701234567"))
+    base = invite(body=b"")
+    probes = [
+        ("REFER", base.headers, 405),
+        ("REGISTER", base.headers, 405),
+        ("FOO", base.headers, 501),
+        ("REFER", base.headers.with_("To", "<sip:hotline@pbx.example>;tag=guessed"), 481),
+    ]
+    for i, (method, headers, status) in enumerate(probes):
+        headers = headers.with_("CSeq", f"1 {method}").with_("Via", f"SIP/2.0/UDP 203.0.113.66;branch=z9hG4bKp{i}")
+        h.deliver(SipRequest(method, base.uri, headers), source=STRANGER)
+        assert h.responses(method)[-1].status == status
+    assert h.responses("INVITE")[-1].status == 404
+    counters = h.ua.counters
+    assert (counters["unknown_user"], counters["method_not_allowed"], counters["unknown_method"]) == (1, 2, 1)
+    assert counters["no_dialog"] == 1
+    lines = [e.message for e in h.events if isinstance(e, LogLine)]
+    assert any(line.startswith("404: INVITE for unknown user sip:00491701234567@") for line in lines), lines
+    for prefix in (
+        "405: REFER from udp:203.0.113.66",
+        "405: REGISTER from udp:203.0.113.66",
+        "501: FOO from udp:203.0.113.66",
+    ):
+        assert any(line.startswith(prefix) for line in lines), (prefix, lines)
+    assert any(line.startswith("481: REFER for no dialog of ours from udp:203.0.113.66") for line in lines), lines
 
 
 def test_offer_without_audio_gets_488() -> None:
