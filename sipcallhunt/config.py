@@ -103,6 +103,7 @@ class HotlineConfig:
     pin_timeout: float = 10.0
     pin_lockout_failures: int = 3  # failed calls from one number before it is locked out
     pin_lockout_time: float = 900.0
+    pin_rate_limit: int = 10  # failed PIN calls per minute from all numbers together; 0: no limit
     pin_type_ahead: bool = True  # keys during the intro start the PIN entry
     intro_timeout: float = 60.0
     rounds: int = 2
@@ -527,6 +528,7 @@ def _hotline(
         "pin_timeout",
         "pin_lockout_failures",
         "pin_lockout_time",
+        "pin_rate_limit",
         "pin_type_ahead",
         "intro_timeout",
         "rounds",
@@ -610,6 +612,9 @@ def _hotline(
             item, key, "pin_lockout_failures", int, 3, check=lambda v: None if v >= 1 else "must be 1 or more"
         ),
         pin_lockout_time=r.get(item, key, "pin_lockout_time", float, 900.0, check=_positive),
+        pin_rate_limit=r.get(
+            item, key, "pin_rate_limit", int, 10, check=lambda v: None if 0 <= v <= 10_000 else "must be 0-10000"
+        ),
         pin_type_ahead=r.get(item, key, "pin_type_ahead", bool, True),
         intro_timeout=r.get(item, key, "intro_timeout", float, 60.0, check=_positive),
         rounds=r.get(item, key, "rounds", int, 2, check=lambda v: None if 1 <= v <= 20 else "must be 1-20"),

@@ -37,6 +37,7 @@ class PinResult(enum.StrEnum):
     OK = "ok"
     FAILED = "failed"  # pin_attempts wrong or timed-out entries
     LOCKED_OUT = "locked_out"  # the caller number was locked out before or by this call
+    RATE_LIMITED = "rate_limited"  # refused: the hotline had pin_rate_limit failed PIN calls in the last minute
     ABANDONED = "abandoned"  # the caller hung up while entering the PIN
 
 

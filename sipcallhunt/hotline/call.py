@@ -28,7 +28,9 @@ The flow (states in capitals; each arrow is one entry of :data:`TRANSITIONS`):
    has locked out is rejected with 403 (no answer, no media; outcome ``rejected``, PIN result
    ``locked_out``) → ENDED.  Otherwise ``AnswerCaller`` → ANSWERING.  Rejecting rather than
    answering with the ``pin_locked`` prompt costs no media port and gives a guessing caller no
-   connected call at all.
+   connected call at all.  The same 403 (PIN result ``rate_limited``) refuses every caller while
+   the hotline-wide limit holds (``pin_rate_limit`` failed PIN calls within a minute, from all
+   numbers together: a guesser can change the number he calls from).
 2. ANSWERING —CallerConnected→ INTRO: the intro plays.  No ``CallerConnected`` within
    ``intro_timeout``: the call ends (outcome ``failed``).
 3. INTRO —intro played→ PIN_PROMPT if the hotline has PINs, else HUNTING.  With PINs and
@@ -329,8 +331,10 @@ class HotlineCall:
             f"incoming call from {self.caller} ({self.caller_uri}) to hotline {self.config.name!r}, "
             f"SIP Call-ID {self.sip_call_id}",
         )
-        locked = bool(self.config.pins) and self.pin_guard.is_locked(self.caller, self._now)
-        self._fire(CallInput.REJECT if locked else CallInput.ACCEPT, _Cause())
+        refused = bool(self.config.pins) and (
+            self.pin_guard.is_locked(self.caller, self._now) or self.pin_guard.throttled_until(self._now) is not None
+        )
+        self._fire(CallInput.REJECT if refused else CallInput.ACCEPT, _Cause())
         return self._step_done()
 
     def handle(self, event: object, now: float) -> list[Action]:
@@ -600,7 +604,7 @@ class HotlineCall:
             pin_result = PinResult.ABANDONED
             if self._pin_failures and not self._pin_counted:
                 self._pin_counted = True
-                if self.pin_guard.failed(self.caller, self._now):
+                if self._count_pin_failure():
                     pin_result = PinResult.LOCKED_OUT
         wait_time = None
         if self._answered_at is not None:
@@ -626,12 +630,22 @@ class HotlineCall:
         self._log(LogLevel.INFO, "answering")
 
     def _on_reject(self, cause: _Cause) -> None:
-        until = self.pin_guard.locked_until(self.caller, self._now)
-        left = format_duration(until - self._now) if until is not None else "a while"
         self._out.append(RejectCaller(REJECT_STATUS, REJECT_REASON))
-        self.record = attrs.evolve(self.record, pin_result=PinResult.LOCKED_OUT)
+        until = self.pin_guard.locked_until(self.caller, self._now)
+        if until is not None:
+            self.record = attrs.evolve(self.record, pin_result=PinResult.LOCKED_OUT)
+            left = format_duration(until - self._now)
+            self._finish(
+                Outcome.REJECTED, f"{self.caller} is locked out after too many wrong PIN entries (for {left} more)"
+            )
+            return
+        until = self.pin_guard.throttled_until(self._now)
+        left = format_duration(until - self._now) if until is not None else "a while"
+        calls = plural(self.pin_guard.rate_limit, "failed PIN call")
+        self.record = attrs.evolve(self.record, pin_result=PinResult.RATE_LIMITED)
         self._finish(
-            Outcome.REJECTED, f"{self.caller} is locked out after too many wrong PIN entries (for {left} more)"
+            Outcome.REJECTED,
+            f"the hotline refuses calls after {calls} within a minute, from any number (for {left} more)",
         )
 
     def _on_connected(self, cause: _Cause) -> None:
@@ -712,7 +726,7 @@ class HotlineCall:
     def _on_pin_failed(self, cause: _Cause) -> None:
         self._inband(False)
         self._pin_counted = True
-        locked = self.pin_guard.failed(self.caller, self._now)
+        locked = self._count_pin_failure()
         attempts = plural(self.config.pin_attempts, "attempt")
         reason = f"no valid PIN in {attempts}"
         if locked:
@@ -721,6 +735,19 @@ class HotlineCall:
         self._pending = (Outcome.PIN_FAILED, reason)
         self._log(LogLevel.INFO, reason)
         self._await_prompt("goodbye")
+
+    def _count_pin_failure(self) -> bool:
+        """Count this call as failed with the guard; True when that locked the caller's number out."""
+        locked = self.pin_guard.failed(self.caller, self._now)
+        until = self.pin_guard.throttled_until(self._now)
+        if until is not None:
+            calls = plural(self.pin_guard.rate_limit, "failed PIN call")
+            self._log(
+                LogLevel.WARNING,
+                f"hotline {self.config.name!r} had {calls} within a minute: "
+                f"new calls are refused for {format_duration(until - self._now)}",
+            )
+        return locked
 
     def _on_pin_right(self, cause: _Cause) -> None:
         self._inband(False)

@@ -31,6 +31,14 @@ with (e.g. ``anonymous``) and so share one lockout.  Memory is bounded: entries 
 order they were last touched, expired ones are dropped from the front on every use, and when
 ``max_numbers`` are tracked the least recently touched one is forgotten.
 
+The number a caller arrives with is whatever the PBX put in the From header, and a caller coming
+in through a trunk may choose it freely: a guesser who changes it for every call is never locked
+out.  So the guard also limits the whole hotline: with ``rate_limit`` set, at most that many
+failed calls (from all numbers together) within :data:`RATE_WINDOW` seconds; while the limit is
+reached, :meth:`PinGuard.throttled_until` says until when, and the call flow refuses new calls of
+the hotline with 403 — the price is that callers who know the PIN are refused too, until the
+window has room again.
+
 Pure: ``now`` is a parameter (the daemon's monotonic clock); nothing here reads a clock.
 """
 
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 __all__ = [
     "DTMF_KEYS",
+    "RATE_WINDOW",
     "EntryResult",
     "PinEntry",
     "PinGuard",
@@ -46,7 +55,7 @@ __all__ = [
 
 import enum
 import hmac
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Final
 
@@ -60,19 +69,33 @@ DTMF_KEYS: Final = frozenset("0123456789*#ABCD")
 END_KEY: Final = "#"
 """Ends a PIN entry early."""
 
+RATE_WINDOW: Final = 60.0
+"""The window of the hotline-wide limit (``pin_rate_limit`` failed calls per this many seconds)."""
+
 
 def pin_matches(entry: str, pins: Sequence[str]) -> bool:
     """True when ``entry`` equals one of ``pins``.
 
     Every PIN is compared, each as a whole with :func:`hmac.compare_digest`, and the results are
     combined without short-circuit: the time taken does not depend on which PIN matched or on how
-    many leading keys of the entry were right.
+    many leading keys of the entry were right.  Both sides of every comparison have the same
+    length (the length of each, then its keys padded to the longest of them all), so that PINs of
+    different lengths on one hotline take no shortcut either: ``compare_digest`` promises constant
+    time only for inputs of equal length.
     """
     typed = entry.encode("ascii", "replace")
+    encoded = [pin.encode("ascii", "replace") for pin in pins]
+    width = max([len(typed), *(len(pin) for pin in encoded)])
+    probe = _fixed_width(typed, width)
     found = False
-    for pin in pins:
-        found |= hmac.compare_digest(typed, pin.encode("ascii", "replace"))
+    for pin in encoded:
+        found |= hmac.compare_digest(probe, _fixed_width(pin, width))
     return found
+
+
+def _fixed_width(keys: bytes, width: int) -> bytes:
+    """``keys`` as 4 + ``width`` bytes: its length, then the keys padded with NUL (never a key)."""
+    return len(keys).to_bytes(4, "big") + keys.ljust(width, b"\0")
 
 
 class EntryResult(enum.Enum):
@@ -143,12 +166,37 @@ class PinGuard:
     failures: int
     lockout_time: float
     max_numbers: int = 10_000
+    rate_limit: int = 0  # failed calls of all numbers per RATE_WINDOW; 0: no hotline-wide limit
     _numbers: OrderedDict[str, _Number] = attrs.field(init=False, factory=OrderedDict)
+    _recent: deque[float] = attrs.field(init=False, factory=deque)  # the last failures, oldest first
 
     @classmethod
     def for_hotline(cls, config: HotlineConfig, max_numbers: int = 10_000) -> PinGuard:
-        """A guard with the hotline's ``pin_lockout_failures`` and ``pin_lockout_time``."""
-        return cls(failures=config.pin_lockout_failures, lockout_time=config.pin_lockout_time, max_numbers=max_numbers)
+        """A guard with the hotline's ``pin_lockout_failures``, ``pin_lockout_time`` and ``pin_rate_limit``."""
+        return cls(
+            failures=config.pin_lockout_failures,
+            lockout_time=config.pin_lockout_time,
+            max_numbers=max_numbers,
+            rate_limit=config.pin_rate_limit,
+        )
+
+    def configure(self, config: HotlineConfig) -> None:
+        """Take the settings of a reloaded ``config``; what the guard remembers stays."""
+        self.failures = config.pin_lockout_failures
+        self.lockout_time = config.pin_lockout_time
+        self.rate_limit = config.pin_rate_limit
+
+    def throttled_until(self, now: float) -> float | None:
+        """When the hotline-wide limit lets calls in again, or None when it does not hold at ``now``.
+
+        It holds while ``rate_limit`` failed calls lie within the last :data:`RATE_WINDOW` seconds,
+        until the oldest of them leaves the window.
+        """
+        while self._recent and self._recent[0] + RATE_WINDOW <= now:  # the same sum as returned below
+            self._recent.popleft()
+        if not self.rate_limit or len(self._recent) < self.rate_limit:
+            return None
+        return self._recent[-self.rate_limit] + RATE_WINDOW
 
     @property
     def tracked(self) -> int:
@@ -174,6 +222,9 @@ class PinGuard:
         entry.failures = [t for t in entry.failures if t > window_start]
         entry.failures.append(now)
         entry.touched = now
+        self._recent.append(now)
+        while len(self._recent) > max(self.rate_limit, 1):  # only the last rate_limit failures matter
+            self._recent.popleft()
         locked = False
         if len(entry.failures) >= self.failures:
             entry.locked_until = now + self.lockout_time

@@ -163,9 +163,7 @@ class HotlineService:
         self._accounts = {a.name: a for a in accounts}
         self._prompts = dict(prompts)
         old_guards: dict[str, PinGuard] = getattr(self, "_guards", {})
-        self._guards: dict[str, PinGuard] = {
-            h.name: old_guards.get(h.name) or PinGuard(h.pin_lockout_failures, h.pin_lockout_time) for h in hotlines
-        }
+        self._guards: dict[str, PinGuard] = {h.name: _pin_guard(old_guards.get(h.name), h) for h in hotlines}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -500,6 +498,14 @@ class HotlineService:
             await asyncio.sleep(0.05)
         for session in list(self.sessions.values()):
             self._abort(session, "daemon stopped")
+
+
+def _pin_guard(old: PinGuard | None, hotline: HotlineConfig) -> PinGuard:
+    """A hotline's PIN guard: the one it had (what it remembers kept, its settings renewed) or a new one."""
+    if old is None:
+        return PinGuard.for_hotline(hotline)
+    old.configure(hotline)
+    return old
 
 
 def _caller_identity(caller: NameAddr) -> tuple[str, str]:
