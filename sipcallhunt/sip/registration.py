@@ -189,9 +189,9 @@ class Registration:
         return self._fail(now, f"registrar did not answer ({reason})")
 
     def keepalive_answered(self, ping: int, now: float) -> list[RegistrationAction]:
-        """Any response to keep-alive ``ping``: the registrar is there."""
-        if ping == self._ping_id:
-            self._ping_sent = None
+        """Any response to keep-alive ``ping``: the registrar is there (the patience clock restarts
+        with the next ping, whichever ping this answers)."""
+        self._ping_sent = None
         was_unreachable = not self.reachable
         self._mark_reachable()
         if was_unreachable and self.state in (RegState.REGISTERED, RegState.RETRY_WAIT):
@@ -231,7 +231,8 @@ class Registration:
             self._ping_due = None
             if self.state in (RegState.REGISTERED, RegState.RETRY_WAIT, RegState.REGISTERING):
                 self._ping_id += 1
-                self._ping_sent = now
+                if self._ping_sent is None:  # patience runs from the oldest unanswered ping
+                    self._ping_sent = now
                 actions.append(SendKeepalive(self._ping_id))
                 self._arm_ping(now)
         return actions

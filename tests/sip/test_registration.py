@@ -182,3 +182,27 @@ def test_zero_grant_is_a_failure() -> None:
     reg.start(0.0)
     reg.register_response(200, 0.1, granted=0)
     assert reg.state is RegState.RETRY_WAIT
+
+
+def test_outage_is_noticed_when_pings_come_faster_than_the_patience() -> None:
+    """keepalive_interval below PING_PATIENCE: each new ping must not restart the patience of the
+    unanswered ones before it (or the outage, and a PBX restart, would never be noticed)."""
+    reg = registered(keepalive=PING_PATIENCE / 2)
+    events = advance(reg, 0.1 + 4 * PING_PATIENCE)
+    assert not reg.reachable
+    noticed = [t for t, a in events if isinstance(a, StateChanged) and "not answering" in a.detail]
+    first_ping = min(t for t, a in events if isinstance(a, SendKeepalive))
+    assert noticed == pytest.approx([first_ping + PING_PATIENCE])
+    # Back: an answer to any ping (here a retransmission of the oldest one) re-registers once.
+    oldest = next(a for _, a in events if isinstance(a, SendKeepalive))
+    assert isinstance(oldest, SendKeepalive)
+    assert sends(reg.keepalive_answered(oldest.ping, 10.0)) == [SendRegister(300)]
+    reg.register_response(200, 10.01, granted=300)
+    changes = []
+    while (deadline := reg.next_deadline()) is not None and deadline <= 10.0 + 3 * PING_PATIENCE:
+        for action in reg.handle_timer(deadline):
+            if isinstance(action, SendKeepalive):
+                changes += reg.keepalive_answered(action.ping, deadline + 0.001)
+            changes.append(action)
+    assert reg.reachable and reg.state is RegState.REGISTERED
+    assert not [a for a in changes if isinstance(a, StateChanged | SendRegister)]
