@@ -286,6 +286,9 @@ class UserAgent:
         self._events: list[UaEvent] = []
         self._client: dict[tuple[str, str], _Outgoing] = {}
         self._server: dict[tuple[object, ...], ServerInvite | ServerNonInvite] = {}
+        # The same server transactions by (method, Call-ID, From tag, CSeq): the merged-request
+        # check (RFC 3261 §8.2.2.2) looks up its candidates instead of scanning every transaction.
+        self._server_by_request: dict[tuple[object, ...], list[ServerInvite | ServerNonInvite]] = {}
         self._server_legs: dict[int, Leg] = {}  # id(ServerInvite) -> leg, for CANCEL and timeouts
         self._legs: dict[str, Leg] = {}
         self._dialogs: dict[tuple[str, str, str], Leg] = {}  # (call-id, local tag, remote tag)
@@ -573,11 +576,11 @@ class UserAgent:
         destination = self._response_destination(request, source)
         if request.method == "INVITE":
             tx = ServerInvite(destination, self.settings.timers, request=request)
-            self._server[key] = tx
+            self._add_server(key, tx)
             self._run_server(tx, tx.respond(self._response(request, 100), now), now)
         else:
             tx = ServerNonInvite(destination, self.settings.timers, request=request)
-            self._server[key] = tx
+            self._add_server(key, tx)
         self._log(TRACE, f"new server transaction {request.method} {key[0]}")
         try:
             self._dispatch_request(request, tx, source, now)
@@ -645,21 +648,25 @@ class UserAgent:
 
     def _merged(self, request: SipRequest, tx: ServerInvite | ServerNonInvite) -> bool:
         """A request that reached us twice by different paths (RFC 3261 §8.2.2.2) → 482."""
-        from_tag = request.from_.tag
-        seq = request.cseq.seq
-        for other in self._server.values():
-            if other is tx or other.terminated:
-                continue
-            o = other.request
-            if (
-                o.method == request.method
-                and o.call_id == request.call_id
-                and o.from_.tag == from_tag
-                and o.cseq.seq == seq
-                and o.top_via.branch != request.top_via.branch
-            ):
+        branch = request.top_via.branch
+        for other in self._server_by_request.get(_request_identity(request), ()):
+            if other is not tx and not other.terminated and other.request.top_via.branch != branch:
                 return True
         return False
+
+    def _add_server(self, key: tuple[object, ...], tx: ServerInvite | ServerNonInvite) -> None:
+        self._server[key] = tx
+        self._server_by_request.setdefault(_request_identity(tx.request), []).append(tx)
+
+    def _drop_server(self, tx: ServerInvite | ServerNonInvite) -> None:
+        self._server.pop(self._server_key(tx.request), None)
+        self._server_legs.pop(id(tx), None)
+        identity = _request_identity(tx.request)
+        same = self._server_by_request.get(identity)
+        if same is not None:
+            same[:] = [other for other in same if other is not tx]
+            if not same:
+                del self._server_by_request[identity]
 
     def _on_invite(self, request: SipRequest, tx: ServerInvite, source: Endpoint, now: float) -> None:
         account = self._account_for(request)
@@ -703,7 +710,7 @@ class UserAgent:
     def _on_cancel(self, request: SipRequest, source: Endpoint, now: float) -> None:
         destination = self._response_destination(request, source)
         tx = ServerNonInvite(destination, self.settings.timers, request=request)
-        self._server[self._server_key(request)] = tx
+        self._add_server(self._server_key(request), tx)
         invite_key = self._server_key(request, method="INVITE")
         invite_tx = self._server.get(invite_key)
         if not isinstance(invite_tx, ServerInvite):
@@ -1161,8 +1168,7 @@ class UserAgent:
             elif isinstance(action, TimedOut):
                 self.counters[f"server_timeout_{action.timer}"] += 1
         if tx.terminated:
-            self._server.pop(self._server_key(tx.request), None)
-            self._server_legs.pop(id(tx), None)
+            self._drop_server(tx)
         else:
             self._schedule(tx)
 
@@ -1595,6 +1601,11 @@ _RESPONSE_HANDLERS: dict[_Kind, Callable[[UserAgent, _Outgoing, SipResponse, flo
     _Kind.PING: UserAgent._ping_response,
     _Kind.OTHER: UserAgent._other_response,
 }
+
+
+def _request_identity(request: SipRequest) -> tuple[object, ...]:
+    """What makes two requests the same one (RFC 3261 §8.2.2.2): method, Call-ID, From tag, CSeq."""
+    return (request.method, request.call_id, request.from_.tag, request.cseq.seq)
 
 
 def _host_for_uri(host: str) -> str:

@@ -336,6 +336,49 @@ def test_merged_request_gets_482() -> None:
     assert h.responses("INVITE")[-1].status == 482
 
 
+def _options(branch: str, *, call_id: str = "opt@pbx") -> SipRequest:
+    return SipRequest(
+        "OPTIONS",
+        "sip:hotline@127.0.0.2:5060",
+        Headers.of(
+            [
+                ("Via", f"SIP/2.0/UDP 127.0.0.1:5060;branch={branch}"),
+                ("From", "<sip:pbx@127.0.0.1>;tag=o1"),
+                ("To", "<sip:hotline@127.0.0.2>"),
+                ("Call-ID", call_id),
+                ("CSeq", "1 OPTIONS"),
+            ]
+        ),
+    )
+
+
+def test_merged_request_check_forgets_ended_transactions() -> None:
+    """The same request by a second path gets 482 while the first one's transaction lives (Timer
+    J: 32 s over UDP); after that it is a new request again, and no ended transaction is kept."""
+    h = Harness()
+    h.deliver(_options("z9hG4bKpath1"))
+    h.deliver(_options("z9hG4bKpath2"))
+    assert [r.status for r in h.responses("OPTIONS")] == [200, 482]
+    h.advance(40)
+    h.deliver(_options("z9hG4bKpath3"))
+    assert [r.status for r in h.responses("OPTIONS")] == [200, 482, 200]
+    h.advance(40)
+    assert not h.ua._server_by_request  # the merged-request index holds live transactions only
+
+
+def test_merged_request_found_among_many_transactions() -> None:
+    """With a thousand other calls' transactions open, a merged INVITE still gets 482, and the
+    others are not taken for it."""
+    h = Harness()
+    for n in range(1000):
+        h.deliver(invite(branch=f"z9hG4bKmany{n}", call_id=f"many-{n}@pbx"))
+    h.deliver(invite(branch="z9hG4bKother", call_id="many-500@pbx"))
+    h.deliver(invite(branch="z9hG4bKfresh", call_id="fresh@pbx"))
+    statuses = [(r.call_id, r.status) for r in h.responses("INVITE") if r.status != 100]
+    assert statuses == [("many-500@pbx", 482)]
+    assert len([e for e in h.events if isinstance(e, IncomingCall)]) == 1001
+
+
 def test_in_dialog_request_for_unknown_dialog_gets_481() -> None:
     h = Harness()
     _, ok = answered_call(h)
