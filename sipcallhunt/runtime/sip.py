@@ -7,9 +7,9 @@ it *pumps*: drains the core's events, sends what must be sent, logs what must be
 hands everything else to the application's ``on_event`` callback.  The application calls back
 into the core through :meth:`SipEndpoint.call` so that the pump runs afterwards.
 
-Guards against hostile peers: datagrams larger than 64 KiB are dropped, a TCP peer must finish
-a message within ``TCP_MESSAGE_TIMEOUT`` seconds (slow-loris) and idle connections close after
-``TCP_IDLE_TIMEOUT``; the number of TCP connections is capped.
+Guards against hostile peers: datagrams larger than ``MAX_DATAGRAM`` are dropped, a TCP peer
+must finish a message within ``TCP_MESSAGE_TIMEOUT`` seconds (slow-loris) and idle connections
+close after ``TCP_IDLE_TIMEOUT``; the number of TCP connections is capped.  Each is counted.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ from sipcallhunt.sip.useragent import UserAgent
 
 log = logging.getLogger("sipcallhunt.sip")
 
-MAX_DATAGRAM: Final = 65535
+MAX_DATAGRAM: Final = 16384
+"""Larger datagrams are dropped unparsed (counted ``oversized``).  Any UDP datagram fits 64 KiB,
+so that limit would never apply; no SIP peer sends 16 KiB over UDP (RFC 3261 §18.1.1 moves a
+request of more than 1300 bytes to TCP where it can), only a flood of forged ones costs parsing."""
 TCP_MESSAGE_TIMEOUT: Final = 10.0
 TCP_IDLE_TIMEOUT: Final = 300.0
 TCP_MAX_CONNECTIONS: Final = 512
@@ -117,6 +120,9 @@ class _TcpConnection(asyncio.Protocol):
         self.closed = True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.framer.pending and not self.closed:  # the peer left in the middle of a message
+            self.owner.counters["tcp_truncated"] += 1
+            log.info("TCP connection from %s closed with %d bytes of a message", self.peer, self.framer.pending)
         self.closed = True
         self.owner._tcp_closed(self)
 
@@ -237,6 +243,7 @@ class SipEndpoint:
         self.counters["udp_in"] += 1
         if len(data) > MAX_DATAGRAM:
             self.counters["oversized"] += 1
+            log.debug("dropped a %d-byte datagram from %s:%s", len(data), addr[0], addr[1])
             return
         source = Endpoint("udp", addr[0], addr[1])
         if log.isEnabledFor(TRACE):
