@@ -135,7 +135,8 @@ def _split_hostport(text: str, what: str) -> tuple[str, int | None]:
         rest = ":" + port_text if sep else ""
     port: int | None = None
     if rest:
-        if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+        # isascii: str.isdigit() is also true of '²' and other digits int() rejects.
+        if not rest.startswith(":") or not rest[1:].isdigit() or not rest.isascii() or len(rest) > 6:
             raise _error(what, text)
         port = int(rest[1:])
         if port > 65535:
@@ -545,8 +546,10 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not _is_token(parts[1]):
+        if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii() or not _is_token(parts[1]):
             raise _error("CSeq", text)
+        if len(parts[0]) > 10:  # checked before int(): it refuses more than 4300 digits
+            raise _error("CSeq (number too large)", text)
         seq = int(parts[0])
         if seq >= 2**31:
             raise _error("CSeq (number too large)", text)
