@@ -223,7 +223,7 @@ class MediaDescription:
     @property
     def payload_types(self) -> list[int]:
         """The formats that are RTP payload type numbers, in order."""
-        return [int(f) for f in self.formats if f.isdigit() and int(f) <= 127]
+        return [int(f) for f in self.formats if _is_number(f, 3) and int(f) <= 127]
 
     def lines_out(self) -> Iterable[str]:
         port = f"{self.port}/{self.port_count}" if self.port_count is not None else str(self.port)
@@ -344,6 +344,11 @@ def _garbage(message: str) -> SdpError:
     return SdpError(message, status=400, reason="Bad Request")
 
 
+def _is_number(text: str, digits: int) -> bool:
+    """ASCII digits only (str.isdigit() also accepts '²', which int() refuses), at most ``digits`` of them."""
+    return text.isascii() and text.isdigit() and len(text) <= digits
+
+
 def _int(text: str, what: str, limit: int = 2**63 - 1) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 20 or int(text) > limit:
         raise _garbage(f"invalid {what}: {text[:40]!r}")
@@ -389,18 +394,18 @@ def _parse_media_line(value: str) -> MediaDescription:
 def _parse_rtpmap(value: str) -> RtpMap | None:
     pt_text, _, rest = value.partition(" ")
     pieces = rest.strip().split("/")
-    if not pt_text.isdigit() or len(pieces) not in (2, 3) or not pieces[0]:
+    if not _is_number(pt_text, 3) or len(pieces) not in (2, 3) or not pieces[0]:
         return None
-    if not pieces[1].isdigit() or (len(pieces) == 3 and not pieces[2].isdigit()):
+    if not _is_number(pieces[1], 9) or (len(pieces) == 3 and not _is_number(pieces[2], 3)):
         return None
-    if int(pt_text) > 127 or len(pieces[1]) > 9 or (len(pieces) == 3 and len(pieces[2]) > 3):
+    if int(pt_text) > 127:
         return None
     return RtpMap(int(pt_text), pieces[0], int(pieces[1]), int(pieces[2]) if len(pieces) == 3 else None)
 
 
 def _parse_fmtp(value: str) -> Fmtp | None:
     pt_text, _, rest = value.partition(" ")
-    if not pt_text.isdigit() or int(pt_text) > 127:
+    if not _is_number(pt_text, 3) or int(pt_text) > 127:
         return None
     return Fmtp(int(pt_text), rest.strip())
 
@@ -413,11 +418,18 @@ def _parse_ms(value: str) -> int | None:
         return None
     if not 0 < ms <= 10000:
         return None
-    return round(ms)
+    return round(ms) or None  # 0.4 ms would become 0, which reads back as unusable
 
 
 _SESSION_LINE_TYPES: Final = frozenset("iuepzkr")
 _MEDIA_LINE_TYPES: Final = frozenset("ik")
+# The order serialization writes other lines in (RFC 4566 §5); parsing sorts them the same way
+# (stable, so lines of one type keep theirs), which keeps parse_sdp(bytes(sd)) == sd.
+_LINE_ORDER: Final = {kind: index for index, kind in enumerate("iueprzk")}
+
+
+def _in_line_order(lines: Iterable[Line]) -> tuple[Line, ...]:
+    return tuple(sorted(lines, key=lambda line: _LINE_ORDER[line[0]]))
 
 
 def parse_sdp(body: bytes) -> SessionDescription:
@@ -494,7 +506,7 @@ def parse_sdp(body: bytes) -> SessionDescription:
         direction=direction,
         bandwidths=tuple(bandwidths),
         attributes=tuple(attributes),
-        lines=tuple(others),
+        lines=_in_line_order(others),
         media=tuple(media),
     )
 
@@ -567,7 +579,7 @@ class _MediaBuilder:
             rtcp_mux=self.rtcp_mux,
             bandwidths=tuple(self.bandwidths),
             attributes=tuple(self.attributes),
-            lines=tuple(self.lines),
+            lines=_in_line_order(self.lines),
         )
 
 
