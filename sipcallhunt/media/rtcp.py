@@ -233,6 +233,8 @@ def _parse_reports(body: bytes, pos: int, count: int, name: str) -> tuple[tuple[
     end = pos + count * _BLOCK.size
     if end > len(body):
         raise RtpError(f"RTCP {name} announces {count} report blocks that do not fit in {len(body)} bytes")
+    if (len(body) - end) % 4:  # padding that is not a whole number of words cut into the extension
+        raise RtpError(f"RTCP {name} profile extension of {len(body) - end} bytes is not a whole number of words")
     return tuple(ReportBlock._parse(body, pos + i * _BLOCK.size) for i in range(count)), end
 
 
