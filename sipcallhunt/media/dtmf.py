@@ -284,12 +284,14 @@ def parse_info_dtmf(content_type: str | None, body: bytes) -> DtmfDigit | None:
                 raise RemoteProtocolError(f"{media_type} body has more than one Signal")
             signal = _signal(value)
         elif name == "duration":
-            try:
-                millis = int(value.strip())
-            except ValueError:
-                raise RemoteProtocolError(f"{media_type} Duration {value.strip()[:20]!r} is not a number") from None
-            if millis < 0:
-                raise RemoteProtocolError(f"{media_type} Duration {millis} is negative")
+            number = value.strip()
+            if number.startswith("-") and number[1:].isascii() and number[1:].isdigit():
+                raise RemoteProtocolError(f"{media_type} Duration {number[:20]} is negative")
+            # ASCII digits, at most 8 of them: int() alone takes '١٢' and '1_0', and a
+            # 400-digit number overflows the float division below.
+            if not (number.isascii() and number.isdigit() and len(number) <= 8):
+                raise RemoteProtocolError(f"{media_type} Duration {number[:20]!r} is not a number")
+            millis = int(number)
             duration = millis / 1000
     if signal is None:
         raise RemoteProtocolError(f"{media_type} body has no Signal")
