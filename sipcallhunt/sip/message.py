@@ -718,16 +718,31 @@ class StreamFramer:
     A message that cannot be parsed raises :class:`SipParseError` (with ``partial`` when it
     was a request that can be answered); the stream cannot be resynchronised after that and
     the shell closes the connection.  Anything larger than ``max_size`` raises it with status
-    513 as soon as that is known, so memory stays bounded.
+    513 as soon as that is known, so memory stays bounded.  When the same ``feed`` completed
+    good messages before the bad one, it returns those and keeps the error in ``error``, which
+    every later ``feed`` raises: the messages a peer sent before its garbage are not lost.
     """
 
     max_size: int = MAX_MESSAGE_SIZE
     _buffer: bytearray = attrs.field(factory=bytearray)
     _scanned: int = 0  # bytes of the buffer known not to contain the end of the header section
+    error: SipParseError | None = attrs.field(default=None, init=False)
+    """The error that ended the stream, once there was one."""
 
     def feed(self, data: bytes) -> list[SipMessage | KeepAlive]:
-        self._buffer += data
+        if self.error is not None:
+            raise self.error
         out: list[SipMessage | KeepAlive] = []
+        try:
+            self._feed(data, out)
+        except SipParseError as exc:
+            self.error = exc
+            if not out:
+                raise
+        return out
+
+    def _feed(self, data: bytes, out: list[SipMessage | KeepAlive]) -> None:
+        self._buffer += data
         buffer = self._buffer
         while buffer:
             if buffer[0] in b"\r\n" and self._scanned == 0:
@@ -737,7 +752,7 @@ class StreamFramer:
                     out.append(KeepAlive())
                     continue
                 if b"\r\n\r\n".startswith(bytes(buffer[:4])):
-                    return out  # could still become a ping: wait for more
+                    return  # could still become a ping: wait for more
                 if buffer.startswith(b"\r\n"):
                     del buffer[:2]
                 else:
@@ -752,7 +767,7 @@ class StreamFramer:
                         status=513,
                         reason="Message Too Large",
                     )
-                return out
+                return
             head = bytes(buffer[:end])
             length = self._content_length(head)
             total = end + 4 + length
@@ -762,12 +777,11 @@ class StreamFramer:
                 )
             if len(buffer) < total:
                 self._scanned = end  # the end of the head is known; keep finding it cheaply
-                return out
+                return
             chunk = bytes(buffer[:total])
             del buffer[:total]
             self._scanned = 0
             out.append(parse_message(chunk, stream=True))
-        return out
 
     @staticmethod
     def _content_length(head: bytes) -> int:
