@@ -107,6 +107,10 @@ class _TcpConnection(asyncio.Protocol):
                 self.write(b"\r\n")
                 continue
             self.owner._message(item, self.peer)
+        if self.framer.error is not None:  # good messages came before the garbage in this read
+            self.owner.counters["tcp_framing_errors"] += 1
+            log.info("closing TCP connection from %s: %s", self.peer, self.framer.error)
+            self.close()
 
     def write(self, data: bytes) -> None:
         if self.transport is None:
