@@ -550,3 +550,75 @@ async def test_async_over_sqlite(db: Path) -> None:
     assert await front.query(lambda s: s.integrity_check()) == "ok"
     await front.close()
     assert front.written == 100 and front.errors == 0
+
+
+# ------------------------------------------------------------------------------ calls a killed daemon left
+
+
+def test_close_unfinished_closes_only_this_nodes_open_calls(log: SqliteCallLog) -> None:
+    """A daemon killed mid-call leaves rows without an outcome; on its next start they are closed as
+    failed, ended at the last moment the log knows of, their open attempts ended ``shutdown``."""
+    bridged = call("bridged", node="alpha", answered=T0 + 0.5, bridged=T0 + 10.0, agent="Alice")
+    hunting = call("hunting", node="alpha", answered=T0 + 0.5, started=T0 + 1)
+    elsewhere = call("elsewhere", node="beta", answered=T0 + 0.5)
+    for record in (bridged, hunting, elsewhere, FULL_CALL):
+        log.write_call(record)
+    log.write_attempt(attempt("bridged", 1, answered=T0 + 9.0, confirm=ConfirmResult.ACCEPTED))
+    log.write_attempt(attempt("hunting", 1, ended=T0 + 5.0, end=AttemptEnd.BUSY, sip_status=486))
+    log.write_attempt(attempt("hunting", 2, ringing=T0 + 6.0))
+
+    closed = log.close_unfinished("alpha", "interrupted")
+
+    assert [c.call_id for c in closed] == ["bridged", "hunting"]
+    assert log.unfinished_calls("alpha") == [] and log.unfinished_calls("beta") == [log.get_call("elsewhere")]
+    done = log.get_call("bridged")
+    assert done is not None
+    assert (done.outcome, done.end_reason, done.ended) == (Outcome.FAILED, "interrupted", T0 + 10.0)
+    assert (done.wait_time, done.talk_time) == (9.5, 0.0)
+    [agent] = log.attempts("bridged")
+    assert (agent.end, agent.ended, agent.end_reason, agent.confirm) == (
+        AttemptEnd.SHUTDOWN,
+        T0 + 10.0,
+        "interrupted",
+        ConfirmResult.ACCEPTED,
+    )
+    done = log.get_call("hunting")
+    assert done is not None and done.ended == T0 + 6.0 and done.talk_time is None and done.wait_time == 5.5
+    busy, ringing = log.attempts("hunting")
+    assert (busy.end, busy.end_reason) == (AttemptEnd.BUSY, None)  # finished attempts stay as they were
+    assert (ringing.end, ringing.ended) == (AttemptEnd.SHUTDOWN, T0 + 6.0)
+    assert log.get_call("full") == FULL_CALL
+    assert log.close_unfinished("alpha", "again") == []
+
+
+def test_close_unfinished_through_the_generic_interface(log: SqliteCallLog) -> None:
+    """Stores without a query of their own find the open calls through recent_calls()."""
+    log.write_call(call("open", node="n"))
+    log.write_call(call("other", node="m"))
+    log.write_call(FULL_CALL)
+    assert [c.call_id for c in CallLog.unfinished_calls(log, "n")] == ["open"]
+    assert CallLog.unfinished_calls(log, "n") == log.unfinished_calls("n")
+
+
+async def test_a_record_is_committed_moments_after_it_is_queued(db: Path) -> None:
+    """The durability bound behind kill -9: the writer thread commits each record as soon as it gets
+    to it (no batching, no timer), so a call's final record is on disk within milliseconds of the
+    call's end.  Measured here from write_call() to the row being visible to another connection."""
+    writer = AsyncCallLog(SqliteCallLog(db))
+    latencies = []
+    try:
+        with SqliteCallLog(db, readonly=True) as reader:
+            for n in range(50):
+                record = call(f"c{n}", outcome=Outcome.CONNECTED, ended=T0 + 1)
+                queued = time.perf_counter()
+                writer.write_call(record)
+                deadline = queued + 5.0
+                while reader.get_call(record.call_id) is None and time.perf_counter() < deadline:
+                    await asyncio.sleep(0)
+                latencies.append(time.perf_counter() - queued)
+                assert reader.get_call(record.call_id) == record
+    finally:
+        await writer.close()
+    latencies.sort()
+    print(f"queued -> committed: median {latencies[25] * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms")
+    assert latencies[-1] < 5.0

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from sipcallhunt.calllog import AsyncCallLog, open_call_log
+from sipcallhunt.calllog import AsyncCallLog, CallLog, open_call_log
 from sipcallhunt.config import Config, HotlineConfig, load_config
 from sipcallhunt.errors import AudioFileError, CallLogError, ConfigError, ConfigProblem, SipCallHuntError
 from sipcallhunt.media.prompt import PromptCache
@@ -40,6 +40,8 @@ log = logging.getLogger("sipcallhunt.daemon")
 
 UNREGISTER_TIMEOUT = 4.0
 CALL_END_TIMEOUT = 5.0
+INTERRUPTED = "interrupted: the daemon stopped during the call (closed when it started again)"
+"""The end reason of calls a killed daemon left without an end."""
 
 
 def _address_towards(host: str) -> str:
@@ -127,6 +129,7 @@ class Daemon:
             store = open_call_log(config.calllog.path)
         except CallLogError as exc:
             raise ConfigError(ConfigProblem(str(config.path), "calllog.path", str(exc))) from None
+        self._close_interrupted_calls(store)
         self.calllog = AsyncCallLog(store)
         bind_host = config.sip.listen_host
         self.engine = MediaEngine(
@@ -196,6 +199,22 @@ class Daemon:
             return False
         states = [ua.registration_state(a.name) for a in self.config.accounts if a.register]
         return all(state is not None and state.value == "registered" for state in states)
+
+    @staticmethod
+    def _close_interrupted_calls(store: CallLog) -> None:
+        """Calls an earlier run of this node left without an end (it was killed) are closed as failed."""
+        try:
+            closed = store.close_unfinished(socket.gethostname(), INTERRUPTED)
+        except CallLogError as exc:
+            log.error("call log: cannot close the calls an earlier run left unfinished: %s", exc)
+            return
+        for call in closed:
+            log.warning(
+                "call log: call %s (%s, from %s) had no end: the daemon had stopped during it; marked failed",
+                call.call_id,
+                call.hotline,
+                call.caller,
+            )
 
     def _on_media_event(self, event: object) -> None:
         if self.service is not None:
