@@ -818,7 +818,8 @@ class UserAgent:
         digit = parse_info_dtmf(request.content_type, request.body)  # garbage → 400
         self._reply(tx, request, 200, now)
         if digit is not None:
-            self._log(DEBUG, f"DTMF {digit.digit} by SIP INFO", leg.id)
+            # Never the key itself: it may be part of a PIN (the hotline logs only that one came).
+            self._log(DEBUG, "a DTMF key by SIP INFO", leg.id)
             self._events.append(InfoDigit(leg.id, digit.digit))
 
     # == responses ==================================================================================

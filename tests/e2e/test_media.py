@@ -196,9 +196,9 @@ def test_dtmf_from_caller_and_agent_counts_once(testbed: TestBed, method: str) -
     assert (attempt["confirm"], attempt["dtmf_method"]) == ("accepted", recorded)
     log = running.daemon.log_text()
     assert len(re.findall(r"accepted \(pressed 1 via \w+\)", log)) == 1
-    info_lines = re.findall(r"DTMF (\S) by SIP INFO", log)
+    info_lines = re.findall(r"a DTMF key by SIP INFO", log)  # never the key: it may be part of a PIN
     if recorded == "info":
-        assert info_lines == [*PIN, "1"]  # what the user agent reported, in order
+        assert len(info_lines) == len(PIN) + 1  # what the user agent reported
         assert [m.status for m in caller.messages if not m.is_request and m.method == "INFO"] == [200] * len(PIN)
         assert [m.status for m in agent_result.messages if not m.is_request and m.method == "INFO"] == [200]
     else:
