@@ -16,6 +16,7 @@ __all__ = ["Daemon", "load_prompt_sets", "run"]
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 import shutil
@@ -53,6 +54,32 @@ def _address_towards(host: str) -> str:
             return str(probe.getsockname()[0])
         except OSError:
             return "127.0.0.1"
+
+
+async def resolve_trusted(hosts: frozenset[str]) -> frozenset[str]:
+    """The trusted peers with every address of each host name added.
+
+    An INVITE is trusted by its source address, compared as text: a name in the set (a registrar
+    given as ``sip:pbx.example.org``) would match no packet and every call would get 403.  Names
+    are resolved once, at start; one that does not resolve is logged and matches nothing.
+    """
+    loop = asyncio.get_running_loop()
+    addresses = set(hosts)
+    for host in sorted(hosts):
+        try:
+            ipaddress.ip_address(host)
+            continue
+        except ValueError:
+            pass
+        try:
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            log.warning("trusted peer %s does not resolve (%s): INVITEs from it will get 403", host, exc)
+            continue
+        found = sorted({str(info[4][0]) for info in infos})
+        log.info("trusted peer %s is %s", host, ", ".join(found))
+        addresses.update(found)
+    return frozenset(addresses)
 
 
 def advertised_host(config: Config) -> str:
@@ -156,7 +183,7 @@ class Daemon:
                 port=config.sip.listen_port,
                 transports=config.sip.transports,
                 user_agent=config.sip.user_agent,
-                trusted_hosts=config.trusted_hosts(),
+                trusted_hosts=await resolve_trusted(config.trusted_hosts()),
                 keepalive_interval=config.sip.keepalive_interval,
             ),
             config.accounts,
