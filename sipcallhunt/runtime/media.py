@@ -109,7 +109,7 @@ from sipcallhunt.media.inband import InbandDetectorBank
 from sipcallhunt.media.player import IdleMode, OutboundStream
 from sipcallhunt.media.prompt import FRAME_SAMPLES, Prompt
 from sipcallhunt.media.relay import RTP_HEADER_LEN, SLOW, DropReason, Latch, LatchResult, RelayCounters, RelayPath
-from sipcallhunt.media.rtp import RtpPacket, is_rtcp, payload_bounds
+from sipcallhunt.media.rtp import RTP_VERSION, RtpPacket, is_rtcp, payload_bounds
 from sipcallhunt.records import DtmfMethod
 
 log = logging.getLogger(__name__)
@@ -886,6 +886,14 @@ class MediaEngine:
             self._on_rtcp(leg, n, address)
             return
         n, address = leg._rtp.recvfrom_into(buf)
+        latch = leg.latch
+        if (n < RTP_HEADER_LEN or buf[0] >> 6 != RTP_VERSION) and address not in (latch.latched, latch.signalled):
+            # Not RTP (RFC 3550 §A.1) from a source that is neither latched nor in the SDP: it must
+            # not (re)latch the leg, or a port scan with garbage would take over a new call's media.
+            latch.foreign += 1
+            leg.counters.packets_in += 1
+            leg.counters.octets_in += n
+            return
         result = leg.latch.check(address, now)
         if result is LatchResult.FOREIGN:
             leg.counters.packets_in += 1

@@ -266,6 +266,32 @@ async def test_foreign_source_is_dropped_and_counted(engine: MediaEngine, peers:
         stranger.close()
 
 
+async def test_garbage_from_a_stranger_does_not_latch_a_fresh_leg(
+    engine: MediaEngine, peers: tuple[Peer, Peer]
+) -> None:
+    """A port scan with garbage reaches a new leg before its peer's first packet: the leg must
+    still latch to the peer (who sends from elsewhere than its SDP says), not to the scanner."""
+    peer_a, peer_b = peers
+    stranger = Peer(STRANGER_HOST)
+    try:
+        a, b = engine.open_leg("a"), engine.open_leg("b")
+        a.set_remote(*peer_a.address, "PCMU", 0, None)
+        b.set_remote(*NOWHERE, "PCMU", 0, None)
+        engine.bridge(a, b)
+        for junk in (b"", b"\x80", b"\x00" * 40, b"\x40" + b"\x00" * 20, b"GET / HTTP/1.1\r\n\r\n"):
+            stranger.send_to(b, junk)
+        await wait_for(lambda: b.stats().dropped.get("foreign_source") == 5, 1.0)
+        assert b.stats().latched is None
+        receiving = asyncio.create_task(peer_a.receive(0.6, until=lambda g: len(g) >= 5))
+        await peer_b.stream(b, frames("PCMU", tone(700, 0.1)))
+        assert len(await receiving) == 5  # the peer's audio goes through
+        stats = b.stats()
+        assert stats.latched == peer_b.address and stats.dropped.get("foreign_source") == 5
+        assert stats.relayed_in == 5
+    finally:
+        stranger.close()
+
+
 async def test_garbage_never_hurts_the_leg_or_others(engine: MediaEngine, peers: tuple[Peer, Peer]) -> None:
     peer_a, peer_b = peers
     a, b = engine.open_leg("a"), engine.open_leg("b")
