@@ -8,8 +8,9 @@ hands everything else to the application's ``on_event`` callback.  The applicati
 into the core through :meth:`SipEndpoint.call` so that the pump runs afterwards.
 
 Guards against hostile peers: datagrams larger than ``MAX_DATAGRAM`` are dropped, a TCP peer
-must finish a message within ``TCP_MESSAGE_TIMEOUT`` seconds (slow-loris) and idle connections
-close after ``TCP_IDLE_TIMEOUT``; the number of TCP connections is capped.  Each is counted.
+must finish a message within ``TCP_MESSAGE_TIMEOUT`` seconds (slow-loris; a new connection its
+first one) and idle connections close after ``TCP_IDLE_TIMEOUT``; the number of TCP connections
+is capped, in all and per untrusted address.  Each is counted.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ request of more than 1300 bytes to TCP where it can), only a flood of forged one
 TCP_MESSAGE_TIMEOUT: Final = 10.0
 TCP_IDLE_TIMEOUT: Final = 300.0
 TCP_MAX_CONNECTIONS: Final = 512
+TCP_MAX_PER_HOST: Final = 32
+"""Connections from one address that is not a trusted peer (one host cannot take every slot)."""
 TCP_CONNECT_TIMEOUT: Final = 5.0
 
 T = TypeVar("T")
@@ -81,9 +84,12 @@ class _TcpConnection(asyncio.Protocol):
         # A stream transport, but not necessarily an asyncio.Transport subclass: uvloop's
         # TCPTransport implements the same interface without inheriting from it.
         self.transport = cast(asyncio.Transport, transport)
+        inbound = self.peer is None
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Endpoint("tcp", host, port)
         self.last_activity = self.owner.loop.time()
+        if inbound:  # a peer that connects owes a message within TCP_MESSAGE_TIMEOUT, as a slow one does
+            self.partial_since = self.last_activity
         self.owner._tcp_opened(self)
         for data in self.pending:
             self.transport.write(data)
@@ -352,12 +358,18 @@ class SipEndpoint:
 
     # -- TCP bookkeeping ----------------------------------------------------------------------------
     def _tcp_opened(self, conn: _TcpConnection) -> None:
-        assert conn.peer is not None
-        if conn.peer not in self._tcp and len(self._tcp) >= TCP_MAX_CONNECTIONS:
-            self.counters["tcp_refused"] += 1
-            conn.close()
-            return
-        self._tcp[conn.peer] = conn
+        peer = conn.peer
+        assert peer is not None
+        if peer not in self._tcp:
+            full = len(self._tcp) >= TCP_MAX_CONNECTIONS
+            if not full and peer.host not in self.ua.settings.trusted_hosts:
+                full = sum(1 for other in self._tcp if other.host == peer.host) >= TCP_MAX_PER_HOST
+            if full:
+                self.counters["tcp_refused"] += 1
+                log.info("refusing TCP connection from %s: too many connections", peer)
+                conn.close()
+                return
+        self._tcp[peer] = conn
 
     def _tcp_closed(self, conn: _TcpConnection) -> None:
         if conn.peer is not None and self._tcp.get(conn.peer) is conn:

@@ -1,6 +1,7 @@
 """The SIP shell's guards against hostile peers, over real loopback sockets: an oversized datagram
 is dropped unparsed and counted, a TCP peer that leaves in the middle of a message is counted,
-and the well-formed requests around them are answered as usual.
+silent TCP connections are closed and one address cannot hold them all, and the well-formed
+requests around them are answered as usual.
 
 Loopback only, on ports the kernel picks; the host can be moved with ``SIPCALLHUNT_TEST_HOST``.
 """
@@ -11,6 +12,9 @@ import asyncio
 import os
 import secrets
 
+import pytest
+
+from sipcallhunt.runtime import sip as sip_shell
 from sipcallhunt.runtime.sip import MAX_DATAGRAM, SipEndpoint
 from sipcallhunt.sip.useragent import UaSettings, UserAgent
 
@@ -90,6 +94,47 @@ def test_tcp_peer_leaving_mid_message_is_counted() -> None:
             assert endpoint.counters["tcp_truncated"] == 1
             assert endpoint.counters["tcp_in"] == 1 and endpoint.counters["tcp_framing_errors"] == 0
         finally:
+            await endpoint.close()
+
+    asyncio.run(main())
+
+
+def test_silent_tcp_connections_are_closed_and_one_address_cannot_take_every_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connections that never send a message are closed like a slow peer's; an untrusted address
+    gets TCP_MAX_PER_HOST of them at most, a trusted peer (the PBX) is not limited."""
+    monkeypatch.setattr(sip_shell, "TCP_MESSAGE_TIMEOUT", 0.3)
+    monkeypatch.setattr(sip_shell, "TCP_MAX_PER_HOST", 3)
+    stranger, pbx = "127.0.0.3", "127.0.0.4"
+
+    async def main() -> None:
+        settings = UaSettings(host=HOST, port=0, keepalive_interval=0, trusted_hosts=frozenset({pbx}))
+        ua = UserAgent(settings, [], token=secrets.token_hex)
+        endpoint = SipEndpoint(ua, host=HOST, port=0, transports=("tcp",), on_event=lambda e: None)
+        await endpoint.start()
+        assert endpoint._tcp_server is not None
+        port = endpoint._tcp_server.sockets[0].getsockname()[1]
+        opened = []
+        try:
+            for source in [stranger] * 4 + [pbx] * 4:
+                opened.append(await asyncio.open_connection(HOST, port, local_addr=(source, 0)))
+            refused = opened[3][0]
+            assert await asyncio.wait_for(refused.read(), 2) == b""  # the 4th from the stranger
+            assert endpoint.counters["tcp_refused"] == 1
+            assert endpoint.tcp_connections == 7
+            # a connection that sends a whole message stays; the silent ones are closed
+            reader, writer = opened[4]
+            writer.write(options(port, writer.get_extra_info("sockname")[1], "TCP"))
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"SIP/2.0 200 ")
+            for i, (reader, _) in enumerate(opened):
+                if i not in (3, 4):
+                    assert await asyncio.wait_for(reader.read(), 3) == b"", i
+            assert endpoint.counters["tcp_slow_peers"] == 6
+            assert endpoint.tcp_connections == 1
+        finally:
+            for _, writer in opened:
+                writer.close()
             await endpoint.close()
 
     asyncio.run(main())
