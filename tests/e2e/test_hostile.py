@@ -44,12 +44,14 @@ from tests.e2e.test_hotline import (
     talk,
     write_prompts,
 )
-from tests.e2e.test_tollfraud import listen_address
+from tests.e2e.test_tollfraud import RawSip, listen_address
 
 pytestmark = pytest.mark.e2e
 
 ATTACK_SECONDS: Final = 20.0
 """The attacker's SIP loop stops by itself after this long (the calls take about 10 s)."""
+SILENT_CONNECTIONS: Final = 40
+"""TCP connections the flood opens and never uses (the daemon takes 32 from one address)."""
 FOREIGN_PAYLOAD: Final = bytes([0x2A]) * 160
 """What the foreign RTP carries: 20 ms of a constant PCMU value no tone ever encodes to."""
 FOREIGN_SSRC: Final = 0x0BADF00D
@@ -111,9 +113,13 @@ class Attacker:
     """The SIP side of the attack, in threads, bounded in time: rounds of malformed and oversized
     datagrams, TCP streams cut short or too large, and one slow-loris connection."""
 
-    def __init__(self, local_ip: str, target: tuple[str, int]) -> None:
+    def __init__(self, local_ip: str, target: tuple[str, int], flood_ip: str, bystander_ip: str) -> None:
         self.local_ip = local_ip
         self.target = target
+        self.flood_ip = flood_ip
+        self.bystander_ip = bystander_ip
+        self.flood: tuple[int, int] | None = None
+        self.bystander_status: int | None = None
         self.stop = threading.Event()
         self.answers: dict[str, list[int | None]] = {}
         self.rounds = 0
@@ -125,6 +131,7 @@ class Attacker:
         self._threads = [
             threading.Thread(target=self._guard(self._sip_rounds), name="attack-sip", daemon=True),
             threading.Thread(target=self._guard(self._slow_loris), name="attack-loris", daemon=True),
+            threading.Thread(target=self._guard(self._silent_flood), name="attack-flood", daemon=True),
         ]
 
     def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
@@ -207,6 +214,41 @@ class Attacker:
             except ConnectionResetError:
                 pass
         self.too_large_tcp += 1
+
+    def _silent_flood(self) -> None:
+        """:data:`SILENT_CONNECTIONS` connections from one address that send nothing; meanwhile a
+        request over TCP from another address.  ``flood``: (closed by the daemon at once, later)."""
+        conns = []
+        try:
+            for _ in range(SILENT_CONNECTIONS):
+                conns.append(socket.create_connection(self.target, timeout=5.0, source_address=(self.flood_ip, 0)))
+            time.sleep(0.5)
+            closed = [False] * len(conns)
+            with RawSip.tcp(self.bystander_ip, self.target) as raw:
+                self.bystander_status, _ = raw.final_status(raw.request("OPTIONS", f"sip:hotline@{self.target[0]}"))
+            at_once = self._closed(conns, closed, time.monotonic() + 0.2)
+            later = self._closed(conns, closed, time.monotonic() + ATTACK_SECONDS)
+            self.flood = (at_once, later)
+        finally:
+            for conn in conns:
+                conn.close()
+
+    @staticmethod
+    def _closed(conns: list[socket.socket], closed: list[bool], deadline: float) -> int:
+        """How many of ``conns`` not yet ``closed`` the daemon closes before ``deadline``."""
+        count = 0
+        for i, conn in enumerate(conns):
+            if closed[i]:
+                continue
+            conn.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                closed[i] = conn.recv(1) == b""
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                closed[i] = True
+            count += closed[i]
+        return count
 
     def _slow_loris(self) -> None:
         """One byte of a request every 0.2 s until the daemon closes the connection (bounded)."""
@@ -299,7 +341,7 @@ def test_hostile_input_while_two_calls_complete(testbed: TestBed) -> None:
     first, last = tomllib.loads(hotline.config.read_text())["sip"]["rtp_ports"]
     before = hotline.daemon.metrics()
     attacker_ip = testbed.address()
-    attacker = Attacker(attacker_ip, target).start()
+    attacker = Attacker(attacker_ip, target, testbed.address(), testbed.address()).start()
 
     calls = []
     for caller_user, extension, agent_user in (("caller", "hotline", "agent1"), ("caller2", "hotline2", "agent2")):
@@ -369,7 +411,12 @@ def test_hostile_input_while_two_calls_complete(testbed: TestBed) -> None:
     assert delta(after, before, transport, counter="oversized") == attacker.oversized
     assert delta(after, before, transport, counter="tcp_truncated") == attacker.truncated
     assert delta(after, before, transport, counter="tcp_framing_errors") >= attacker.too_large_tcp
-    assert delta(after, before, transport, counter="tcp_slow_peers") == 1
+    # 32 silent connections from one address taken, and closed after a while; 8 refused at once;
+    # meanwhile another address's request over TCP was answered
+    assert attacker.flood == (SILENT_CONNECTIONS - 32, 32)
+    assert attacker.bystander_status == 200
+    assert delta(after, before, transport, counter="tcp_refused") == SILENT_CONNECTIONS - 32
+    assert delta(after, before, transport, counter="tcp_slow_peers") == 1 + 32  # the slow-loris, the silent ones
     assert answerable * attacker.rounds > 0
 
     # --- the RTP attacks: dropped and counted ---------------------------------------------------------
