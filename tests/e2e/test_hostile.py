@@ -21,6 +21,7 @@ attack must move its counter (``GET /metrics``), and the daemon's log must have 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import threading
@@ -396,6 +397,7 @@ def test_hostile_input_while_two_calls_complete(testbed: TestBed) -> None:
         assert_tones(audio_between(agent_media, at_agent + 0.1), present=[CALLER_HZ], min_fraction=0.8)
         for media in (caller_media, agent_media):
             assert not [r for r in media.received if r.packet.payload == FOREIGN_PAYLOAD], "foreign RTP relayed"
+            assert media.malformed == 0  # no garbage relayed either
             assert {r.source for r in media.received} == {media.received[0].source}
 
     # --- the SIP attacks: answered or dropped, and counted -----------------------------------------
@@ -417,7 +419,12 @@ def test_hostile_input_while_two_calls_complete(testbed: TestBed) -> None:
     assert attacker.bystander_status == 200
     assert delta(after, before, transport, counter="tcp_refused") == SILENT_CONNECTIONS - 32
     assert delta(after, before, transport, counter="tcp_slow_peers") == 1 + 32  # the slow-loris, the silent ones
-    assert answerable * attacker.rounds > 0
+    log = hotline.daemon.log_text()
+    answered = re.findall(rf"(\d{{3}}) to malformed \w+ from udp:{re.escape(attacker_ip)}:\d+", log)
+    assert len(answered) == answerable * attacker.rounds, answered
+    assert set(answered) == {"400", "505"}
+    assert f"closing TCP connection from tcp:{attacker_ip}:" in log  # the slow-loris, by its address
+    assert re.search(rf"TCP connection from tcp:{re.escape(attacker_ip)}:\d+ closed with \d+ bytes of a message", log)
 
     # --- the RTP attacks: dropped and counted ---------------------------------------------------------
     dropped = "sipcallhunt_rtp_dropped_total"
