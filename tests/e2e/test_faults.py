@@ -102,6 +102,7 @@ def test_every_call_completes_through_five_percent_sip_loss(testbed: TestBed) ->
             "hotline": [_hotline_table(bed, agent=[{"name": "Ann", "number": "agent1", "ring_timeout": 10.0}])],
             "calllog": {"path": str(calllog)},
             "logging": {"level": "DEBUG"},
+            "metrics": {"listen": f"{inside}:{free_port(inside)}"},
         }
         config = bed.workdir / "sipcallhunt.toml"
         config.write_text(toml_dumps(data), encoding="utf-8")
@@ -123,6 +124,7 @@ def test_every_call_completes_through_five_percent_sip_loss(testbed: TestBed) ->
             assert result.received_requests == ["BYE"], (n, result.ladder())
         agent.wait(timeout=30).assert_ok()
         calls = hotline.wait_calls(LOSSY_CALLS, timeout=20)
+        metrics = daemon.metrics()
         daemon.stop_clean(timeout=15)  # un-registers through the forwarder too
         assert pbx.contacts("hotline") == []
     finally:
@@ -144,6 +146,10 @@ def test_every_call_completes_through_five_percent_sip_loss(testbed: TestBed) ->
         f"PBX->daemon {stats[TO_INSIDE]}; "
         f"dropped: {[f'{p.direction}: {p.first_line}' for p in dropped]}; RTP relayed {forwarder.media_packets}"
     )
+    # The daemon's own view: every call connected; the PBX's retransmissions reached it.
+    retransmitted = metrics.value("sipcallhunt_sip_ua_total", counter="retransmissions_received")
+    print(f"the daemon received {retransmitted:g} retransmitted requests")
+    assert metrics.value("sipcallhunt_calls_total", hotline="support", outcome="connected") == LOSSY_CALLS
     assert stats[TO_INSIDE].dropped > 0 and stats[TO_OUTSIDE].dropped > 0
     assert stats[TO_INSIDE].retransmissions + stats[TO_OUTSIDE].retransmissions > 0
     # Every dropped request that its sender must retransmit (not an ACK) came again and got through.
