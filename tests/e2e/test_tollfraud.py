@@ -5,14 +5,15 @@ would: the SIP scanner sipvicious (``svmap`` finds it, ``svwar`` tries to enumer
 INVITE, REGISTER and OPTIONS), INVITEs straight from an untrusted address to external numbers and
 to the hotline with headers that name another target (Refer-To, Diversion, History-Info,
 P-Asserted-Identity, Route, Max-Forwards 0), a REFER, a REGISTER, over UDP and TCP; INVITEs for
-an external number that the PBX itself routes to the daemon; and hotline calls from the PBX's
-address whose Request-URI, To and extra headers name external numbers.
+an external number that the PBX itself routes to the daemon or that come from the PBX's address;
+and hotline calls whose To and extra headers name an external number (one from the PBX's address,
+hunted while the agent is away, one a phone places through the PBX, which connects).
 
 A wire tap on the daemon's address (:class:`~tests.e2e.test_sip.SipTap`) sees every SIP message
 it sends: the only INVITEs ever sent by the daemon must be the hunt's, to the configured agent,
-through the PBX.  Each attempt must be answered 403/404 (405/481 for REFER and REGISTER) and
-logged with its source address, and the daemon must keep working: a legitimate call afterwards
-connects.
+through the PBX, carrying none of the steering.  Each refused attempt must be answered 403/404
+(405/481 for REFER and REGISTER), logged with its source address and counted (``GET /metrics``),
+and leave no call record; the daemon keeps working.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class RawSip:
         cseq_method: str | None = None,
         branch: str | None = None,
         max_forwards: int = 70,
+        from_: str | None = None,
     ) -> bytes:
         """A request from this socket's address (no Content-Length needed in ``headers``)."""
         host, port = self.local
@@ -104,7 +106,7 @@ class RawSip:
             f"{method} {ruri} SIP/2.0",
             f"Via: SIP/2.0/{self.transport} {host}:{port};branch={branch or 'z9hG4bK' + secrets.token_hex(8)};rport",
             f"Max-Forwards: {max_forwards}",
-            f'From: "fraud" <sip:fraud@{host}>;tag={from_tag or secrets.token_hex(4)}',
+            f"From: {from_ or '<sip:fraud@' + host + '>'};tag={from_tag or secrets.token_hex(4)}",
             f"To: {to or '<' + ruri + '>'}",
             f"Call-ID: {call_id or secrets.token_hex(8) + '@' + host}",
             f"CSeq: {cseq} {cseq_method or method}",
@@ -177,6 +179,46 @@ class RawSip:
                     self.send(ack_for(request, data))
                 return int(match.group(1)), seen
         return None, seen
+
+    def call(self, invite: bytes, *, timeout: float = 20.0) -> list[bytes]:
+        """Place ``invite`` as a call the far end answers and then ends: ACK its 200, answer its
+        BYE; returns every message received."""
+        self.send(invite)
+        seen: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            data = self.receive(left)
+            if data is None:
+                break
+            seen.append(data)
+            if data.startswith(b"SIP/2.0 200 ") and b" INVITE\r\n" in data:
+                self.send(ack_2xx(invite, data))
+            elif data.startswith(b"BYE "):
+                self.send(ok_to(data))
+                return seen
+            elif (match := _STATUS_RE.match(data)) and int(match.group(1)) >= 300:
+                return seen
+        raise AssertionError(f"the call did not end within {timeout} s: {seen}")
+
+
+def ack_2xx(invite: bytes, ok: bytes) -> bytes:
+    """The ACK of a 2xx (RFC 3261 §13.2.2.4): to the Contact, with the dialog's tags, a new branch."""
+    contact = (header(ok, "Contact") or "").strip("<>").split(">")[0]
+    via = re.sub(r";branch=[^;]+", ";branch=z9hG4bK" + secrets.token_hex(8), header(invite, "Via") or "")
+    cseq = (header(invite, "CSeq") or "1").split()[0]
+    text = (
+        f"ACK {contact} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {header(invite, 'From')}\r\n"
+        f"To: {header(ok, 'To')}\r\nCall-ID: {header(invite, 'Call-ID')}\r\nCSeq: {cseq} ACK\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    return text.encode()
+
+
+def ok_to(request: bytes) -> bytes:
+    """A 200 OK for ``request`` (its Vias, From, To, Call-ID and CSeq)."""
+    head = request.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace").split("\r\n")[1:]
+    keep = [line for line in head if line.split(":", 1)[0].strip().lower() in ("via", "from", "to", "call-id", "cseq")]
+    return ("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 def header(message: bytes, name: str) -> str | None:
@@ -329,6 +371,29 @@ def test_toll_fraud_attempts_never_make_the_daemon_call_out(testbed: TestBed) ->
         ).run(timeout=20)
         rejected.assert_ok()
 
+        # --- calls from the PBX's address to the hotline (Request-URI) with an external number in To
+        # and steering headers.  A caller URI with a header part (a Route to smuggle) is refused 400
+        # (RFC 3261 §19.1.1: no headers in From); the other is answered, hunted to agent1 only (not
+        # registered yet: 480), hears "no agent", and is hung up.
+        steered_media = testbed.media()
+        with RawSip.udp(pbx.host, daemon) as raw:
+
+            def steered_from(from_: str) -> bytes:
+                return raw.request(
+                    "INVITE",
+                    f"sip:hotline@{host}:{port}",
+                    to=f"<sip:{EXTERNAL}@{pbx_hostport}>",
+                    from_=from_,
+                    headers=steering(pbx_hostport),
+                    body=sdp(*steered_media.address),
+                )
+
+            smuggled = f'"fraud" <sip:fraud@{pbx_hostport}?Route=%3Csip:{EXTERNAL}@{pbx_hostport};lr%3E>'
+            assert raw.final_status(steered_from(smuggled))[0] == 400
+            seen = raw.call(steered_from(f'"fraud" <sip:fraud@{pbx_hostport}>'))
+        first_lines = [m.split(b"\r\n", 1)[0] for m in seen]
+        assert b"SIP/2.0 200 OK" in first_lines and first_lines[-1].startswith(b"BYE "), first_lines
+
         # --- the hotline reached (Request-URI) with an external number in To and steering headers:
         # it hunts its own agent, nobody else
         agent = testbed.registered_sipp(
@@ -350,18 +415,26 @@ def test_toll_fraud_attempts_never_make_the_daemon_call_out(testbed: TestBed) ->
         talk(media, RtpStream().audio(tone(CALLER_HZ, 8.0)))
         caller.wait(timeout=30).assert_ok()
         agent_result = agent.wait(timeout=20).assert_ok()
-        call, attempts_ = hotline.wait_calls(1)[-1]
+        call, _ = hotline.wait_calls(2)[-1]
 
     # --- what the daemon did: one call placed, to its agent, through the PBX -------------------------
     assert call.outcome is Outcome.CONNECTED and call.agent_number == "agent1", call
-    assert [c.caller for c, _ in hotline.calls()] == ["caller"]  # no call record for any attempt
-    assert [a.agent for a in attempts_] == ["Ann"]
+    # one call record for each answered call, none for a refused attempt
+    assert [(c.caller, c.outcome) for c, _ in hotline.calls()] == [
+        ("fraud", Outcome.NO_AGENT),
+        ("caller", Outcome.CONNECTED),
+    ]
+    assert [(a.agent, a.sip_status) for c, attempts in hotline.calls() for a in attempts] == [
+        ("Ann", 480),
+        ("Ann", 200),
+    ]
     placed = invites_sent_by(wire, host)
     assert placed and all(m.first_line.startswith(f"INVITE sip:agent1@{pbx.host}") for m in placed), wire.ladder(placed)
     assert {m.destination for m in placed} == {(pbx.host, pbx.port)}
     # (the daemon's in-dialog BYE to the caller carries the caller's To, as RFC 3261 §12.2.1.1 wants)
     assert not [m for m in placed if EXTERNAL[2:] in m.text], wire.ladder(placed)
     assert re.findall(r"INVITE sip:hotline@\S+ -> sip:(\S+?)@", pbx.log_text()) == ["agent1"]
+    assert not [m for m in placed if m.header("Route")], wire.ladder(placed)
     # the agent saw none of the steering headers, and the caller as the caller
     invite = agent_result.received("INVITE")[0]
     assert EXTERNAL[2:] not in invite.text, invite.text
