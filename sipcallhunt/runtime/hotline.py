@@ -242,6 +242,7 @@ class HotlineService:
             self.sip.call(self.sip.ua.reject, event.leg, 404)
             return
         if not self.accepting:
+            log.info("refused a call from %s: shutting down (503)", _caller_identity(event.caller)[1])
             self.sip.call(self.sip.ua.reject, event.leg, 503, reason="Shutting Down")
             return
         call_id = secrets.token_hex(4)

@@ -10,11 +10,13 @@ Inbound messages are handed to the shell as if they had arrived.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import pytest
 
 from sipcallhunt.config import AccountConfig, AgentConfig, HotlineConfig
 from sipcallhunt.errors import MediaError
@@ -159,5 +161,34 @@ async def test_an_agent_leg_that_fails_while_being_dialed_is_not_lost() -> None:
         for s in list(service.sessions.values()):
             if s.timer is not None:
                 s.timer.cancel()
+        await sip.close()
+        await asyncio.sleep(0)
+
+
+async def test_a_call_during_shutdown_is_refused_503_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    account = AccountConfig(name="pbx", registrar=SipUri.parse(f"sip:{PBX[0]}:{PBX[1]}"), username="hotline",
+                            password="pw")  # fmt: skip
+    hotline = HotlineConfig(name="support", account="pbx", rounds=1, agents=(AgentConfig(name="Ann", number="201"),))
+    ua = UserAgent(
+        UaSettings(host=HOST, port=5060, trusted_hosts=frozenset({PBX[0]})), (account,), token=secrets.token_hex
+    )
+    engine, calllog = FakeEngine(), FakeCallLog()
+    service = HotlineService(
+        hotlines=(hotline,),
+        accounts=(account,),
+        prompts={"support": PromptSet({})},
+        engine=engine,  # type: ignore[arg-type]
+        calllog=calllog,  # type: ignore[arg-type]
+        media_host=HOST,
+    )
+    sip = SipEndpoint(ua, host=HOST, port=5060, on_event=service.on_sip_event)  # never started: no socket
+    service.sip = sip
+    try:
+        await service.shutdown(timeout=0.1)
+        with caplog.at_level(logging.INFO, logger="sipcallhunt"):
+            sip._datagram(invite("call-late"), PBX)
+        assert not service.sessions and not engine.legs and not calllog.calls
+        assert "refused a call from sip:0301234@192.0.2.1: shutting down (503)" in caplog.text
+    finally:
         await sip.close()
         await asyncio.sleep(0)
