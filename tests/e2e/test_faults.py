@@ -401,6 +401,7 @@ def test_sigterm_refuses_new_calls_while_ending_the_current_ones(testbed: TestBe
     daemon.stop_clean(timeout=15)
     refusal = [m for m in late.messages if m.direction == "received" and (m.status or 0) >= 200]
     assert [m.first_line for m in refusal] == ["SIP/2.0 503 Shutting Down"]
+    assert re.search(r"refused a call from sip:caller@\S+: shutting down \(503\)", daemon.log_text())
 
     assert first.wait(timeout=10).assert_ok().received_requests == ["BYE"]
     assert second.wait(timeout=10).assert_ok().received_requests == ["BYE"]
