@@ -776,7 +776,11 @@ class UserAgent:
             self._reply(tx, request, 200, now, extra=self._capabilities())
         elif method == "PRACK":
             self._reply(tx, request, 481, now)
-        else:
+        else:  # REFER (a transfer the caller or agent asks for), MESSAGE, SUBSCRIBE ...
+            self.counters["method_not_allowed"] += 1
+            refer_to = request.headers.get("Refer-To")
+            target = f" (Refer-To {refer_to})" if refer_to else ""
+            self._log(INFO, f"405: {method} in the call from {tx.destination}{target}", leg.id)
             self._reply(tx, request, 405, now, extra=[("Allow", ", ".join(ALLOWED_METHODS))])
 
     def _on_reinvite(self, leg: Leg, request: SipRequest, tx: ServerInvite, now: float) -> None:

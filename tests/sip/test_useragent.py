@@ -311,6 +311,21 @@ def test_refused_requests_are_counted_and_logged_with_their_source() -> None:
     assert any(line.startswith("481: REFER for no dialog of ours from udp:203.0.113.66") for line in lines), lines
 
 
+def test_refer_in_a_call_is_refused_and_logged_with_its_target() -> None:
+    """A transfer asked for inside the call (toll fraud: "transfer me to 0049...") gets 405, is
+    counted and logged with the target, and the call goes on."""
+    h = Harness()
+    leg, ok = answered_call(h)
+    h.deliver(ack_for(ok))
+    refer = in_dialog(ok, "REFER", 11, branch="z9hG4bKrefer")
+    h.deliver(SipRequest("REFER", refer.uri, refer.headers.with_("Refer-To", "<sip:00491701234567@pbx.example>")))
+    assert h.responses("REFER")[-1].status == 405
+    assert h.ua.counters["method_not_allowed"] == 1
+    lines = [e.message for e in h.events if isinstance(e, LogLine) and e.leg == leg]
+    assert "405: REFER in the call from udp:127.0.0.1:5060 (Refer-To <sip:00491701234567@pbx.example>)" in lines
+    assert not any(isinstance(e, CallEnded) for e in h.events)
+
+
 def test_offer_without_audio_gets_488() -> None:
     h = Harness()
     h.deliver(invite(body=VIDEO_ONLY))
