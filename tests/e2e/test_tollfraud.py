@@ -180,9 +180,10 @@ class RawSip:
                 return int(match.group(1)), seen
         return None, seen
 
-    def call(self, invite: bytes, *, timeout: float = 20.0) -> list[bytes]:
-        """Place ``invite`` as a call the far end answers and then ends: ACK its 200, answer its
-        BYE; returns every message received."""
+    def call(self, invite: bytes, *, refer_to: str | None = None, timeout: float = 20.0) -> list[bytes]:
+        """Place ``invite`` as a call the far end answers and then ends: ACK its 200 (then, with
+        ``refer_to``, ask it in the dialog to transfer there: REFER), answer its BYE; returns
+        every message received."""
         self.send(invite)
         seen: list[bytes] = []
         deadline = time.monotonic() + timeout
@@ -193,23 +194,27 @@ class RawSip:
             seen.append(data)
             if data.startswith(b"SIP/2.0 200 ") and b" INVITE\r\n" in data:
                 self.send(ack_2xx(invite, data))
+                if refer_to is not None:
+                    self.send(ack_2xx(invite, data, method="REFER", cseq=2, extra=f"Refer-To: <{refer_to}>\r\n"))
+                    refer_to = None
             elif data.startswith(b"BYE "):
                 self.send(ok_to(data))
                 return seen
-            elif (match := _STATUS_RE.match(data)) and int(match.group(1)) >= 300:
+            elif (match := _STATUS_RE.match(data)) and int(match.group(1)) >= 300 and b" INVITE\r\n" in data:
                 return seen
         raise AssertionError(f"the call did not end within {timeout} s: {seen}")
 
 
-def ack_2xx(invite: bytes, ok: bytes) -> bytes:
-    """The ACK of a 2xx (RFC 3261 §13.2.2.4): to the Contact, with the dialog's tags, a new branch."""
+def ack_2xx(invite: bytes, ok: bytes, *, method: str = "ACK", cseq: int | None = None, extra: str = "") -> bytes:
+    """The ACK of a 2xx (RFC 3261 §13.2.2.4): to the Contact, with the dialog's tags, a new branch;
+    or another request in that dialog (``method``, ``cseq``, ``extra`` header lines)."""
     contact = (header(ok, "Contact") or "").strip("<>").split(">")[0]
     via = re.sub(r";branch=[^;]+", ";branch=z9hG4bK" + secrets.token_hex(8), header(invite, "Via") or "")
-    cseq = (header(invite, "CSeq") or "1").split()[0]
+    number = cseq if cseq is not None else int((header(invite, "CSeq") or "1").split()[0])
     text = (
-        f"ACK {contact} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {header(invite, 'From')}\r\n"
-        f"To: {header(ok, 'To')}\r\nCall-ID: {header(invite, 'Call-ID')}\r\nCSeq: {cseq} ACK\r\n"
-        "Content-Length: 0\r\n\r\n"
+        f"{method} {contact} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {header(invite, 'From')}\r\n"
+        f"To: {header(ok, 'To')}\r\nCall-ID: {header(invite, 'Call-ID')}\r\nCSeq: {number} {method}\r\n"
+        f"{extra}Content-Length: 0\r\n\r\n"
     )
     return text.encode()
 
@@ -374,7 +379,8 @@ def test_toll_fraud_attempts_never_make_the_daemon_call_out(testbed: TestBed) ->
         # --- calls from the PBX's address to the hotline (Request-URI) with an external number in To
         # and steering headers.  A caller URI with a header part (a Route to smuggle) is refused 400
         # (RFC 3261 §19.1.1: no headers in From); the other is answered, hunted to agent1 only (not
-        # registered yet: 480), hears "no agent", and is hung up.
+        # registered yet: 480), refused its REFER to the external number (405), hears "no agent",
+        # and is hung up.
         steered_media = testbed.media()
         with RawSip.udp(pbx.host, daemon) as raw:
 
@@ -390,9 +396,13 @@ def test_toll_fraud_attempts_never_make_the_daemon_call_out(testbed: TestBed) ->
 
             smuggled = f'"fraud" <sip:fraud@{pbx_hostport}?Route=%3Csip:{EXTERNAL}@{pbx_hostport};lr%3E>'
             assert raw.final_status(steered_from(smuggled))[0] == 400
-            seen = raw.call(steered_from(f'"fraud" <sip:fraud@{pbx_hostport}>'))
+            seen = raw.call(
+                steered_from(f'"fraud" <sip:fraud@{pbx_hostport}>'), refer_to=f"sip:{EXTERNAL}@{pbx_hostport}"
+            )
         first_lines = [m.split(b"\r\n", 1)[0] for m in seen]
         assert b"SIP/2.0 200 OK" in first_lines and first_lines[-1].startswith(b"BYE "), first_lines
+        # the transfer asked for in the dialog is refused
+        assert [header(m, "CSeq") for m in seen if m.startswith(b"SIP/2.0 405 ")] == ["2 REFER"], first_lines
 
         # --- the hotline reached (Request-URI) with an external number in To and steering headers:
         # it hunts its own agent, nobody else
@@ -449,11 +459,12 @@ def test_toll_fraud_attempts_never_make_the_daemon_call_out(testbed: TestBed) ->
     assert unknown == [(EXTERNAL, pbx.host), ("+" + EXTERNAL[2:], pbx.host), ("agent1", pbx.host), (EXTERNAL, pbx.host)]
     assert re.search(rf"405: REFER from udp:{re.escape(attacker)}:\d+ \(R-URI sip:hotline@", log), log
     assert re.search(rf"481: REFER for no dialog of ours from udp:{re.escape(attacker)}:", log), log
+    assert re.search(rf"405: REFER in the call from udp:{re.escape(pbx.host)}:\d+ \(Refer-To <sip:{EXTERNAL}@", log)
     assert len(re.findall(rf"405: REGISTER from udp:(?:{re.escape(attacker)}|127\.0\.0\.1):", log)) >= 2
     metrics = hotline.daemon.metrics()
     names = ("untrusted_requests", "unknown_user", "method_not_allowed", "no_dialog")
     ua = {name: metrics.value("sipcallhunt_sip_ua_total", counter=name) for name in names}
     assert ua["untrusted_requests"] == 5 + scanner_invites and ua["unknown_user"] == 4, ua
-    assert ua["method_not_allowed"] >= 2 and ua["no_dialog"] == 1, ua
+    assert ua["method_not_allowed"] >= 3 and ua["no_dialog"] == 1, ua
     assert metrics.value("sipcallhunt_calls_total", hotline="support", outcome="connected") == 1
     hotline.assert_clean_log()
