@@ -100,6 +100,10 @@ KNOWN_METHODS: Final = frozenset(
 SUPPORTED: Final = ("timer",)
 ACCEPT: Final = ("application/sdp", "application/dtmf-relay", "application/dtmf")
 MIN_SE: Final = 90  # RFC 4028 §4: the smallest Session-Expires we accept
+REFUSALS_LOGGED: Final = 10
+REFUSAL_WINDOW: Final = 60.0
+"""Refused requests (403, 404, 405, 481, 400 ...) logged per source address and window; the rest
+are only counted (``refusals_not_logged``): a scanner's flood would be one log line per packet."""
 BRANCH_COOKIE: Final = "z9hG4bK"
 
 
@@ -295,6 +299,8 @@ class UserAgent:
         self._heap: list[tuple[float, int, TimerOwner]] = []
         self._heap_seq = 0
         self.counters: collections.Counter[str] = collections.Counter()
+        self._refusals: dict[str, int] = {}  # source host -> refused requests in this window
+        self._refusal_window = float("-inf")
         self._accounts: dict[str, _AccountState] = {}
         for account in accounts:
             registration = (
@@ -611,7 +617,9 @@ class UserAgent:
             leg = self._dialogs.get((request.call_id, to_tag, from_tag))
             if leg is None or leg.dialog is None:
                 self.counters["no_dialog"] += 1
-                self._log(INFO, f"481: {method} for no dialog of ours from {source} (R-URI {request.uri})")
+                self._log_refusal(
+                    INFO, f"481: {method} for no dialog of ours from {source} (R-URI {request.uri})", source, now
+                )
                 self._reply(tx, request, 481, now)
                 return
             self._in_dialog(leg, request, tx, now)
@@ -621,9 +629,11 @@ class UserAgent:
             return
         if method == "INVITE" and source.host not in self.settings.trusted_hosts:
             self.counters["untrusted_requests"] += 1
-            self._log(
+            self._log_refusal(
                 WARNING,
                 f"403: {method} from untrusted {source} (From {request.headers.get('From')}, R-URI {request.uri})",
+                source,
+                now,
             )
             self._reply(tx, request, 403, now)
             return
@@ -643,7 +653,7 @@ class UserAgent:
         """A method we do not take outside a dialog (REGISTER, REFER, MESSAGE ...): 405, or 501
         for one we do not know; counted and logged with where it came from (scanners probe so)."""
         self.counters["method_not_allowed" if status == 405 else "unknown_method"] += 1
-        self._log(INFO, f"{status}: {request.method} from {source} (R-URI {request.uri})")
+        self._log_refusal(INFO, f"{status}: {request.method} from {source} (R-URI {request.uri})", source, now)
         self._reply(tx, request, status, now, extra=[("Allow", ", ".join(ALLOWED_METHODS))])
 
     def _merged(self, request: SipRequest, tx: ServerInvite | ServerNonInvite) -> bool:
@@ -672,7 +682,7 @@ class UserAgent:
         account = self._account_for(request)
         if account is None:
             self.counters["unknown_user"] += 1
-            self._log(WARNING, f"404: INVITE for unknown user {request.uri} from {source}")
+            self._log_refusal(WARNING, f"404: INVITE for unknown user {request.uri} from {source}", source, now)
             self._reply(tx, request, 404, now)
             return
         offer = self._offer_in(request)  # raises SdpError → 488/400 via _on_request
@@ -780,7 +790,9 @@ class UserAgent:
             self.counters["method_not_allowed"] += 1
             refer_to = request.headers.get("Refer-To")
             target = f" (Refer-To {refer_to})" if refer_to else ""
-            self._log(INFO, f"405: {method} in the call from {tx.destination}{target}", leg.id)
+            self._log_refusal(
+                INFO, f"405: {method} in the call from {tx.destination}{target}", tx.destination, now, leg.id
+            )
             self._reply(tx, request, 405, now, extra=[("Allow", ", ".join(ALLOWED_METHODS))])
 
     def _on_reinvite(self, leg: Leg, request: SipRequest, tx: ServerInvite, now: float) -> None:
@@ -1576,7 +1588,7 @@ class UserAgent:
                 response = None
             if response is not None:
                 destination = source
-                self._log(INFO, f"{exc.status} to malformed {partial.method} from {source}: {exc}")
+                self._log_refusal(INFO, f"{exc.status} to malformed {partial.method} from {source}: {exc}", source, now)
                 self._events.append(SendMessage(response, destination))
                 return
         self._log(DEBUG, f"dropped malformed message from {source}: {exc}")
@@ -1595,6 +1607,24 @@ class UserAgent:
 
     def _log(self, level: int, message: str, leg: str | None = None) -> None:
         self._events.append(LogLine(level, message, leg))
+
+    def _log_refusal(self, level: int, message: str, source: Endpoint, now: float, leg: str | None = None) -> None:
+        """Log a refused request, :data:`REFUSALS_LOGGED` per source address and window at most."""
+        if now - self._refusal_window >= REFUSAL_WINDOW:
+            self._refusal_window = now
+            self._refusals.clear()
+        count = self._refusals.get(source.host, 0) + 1
+        self._refusals[source.host] = count
+        if count <= REFUSALS_LOGGED:
+            self._log(level, message, leg)
+            return
+        self.counters["refusals_not_logged"] += 1
+        if count == REFUSALS_LOGGED + 1:
+            self._log(
+                WARNING,
+                f"more than {REFUSALS_LOGGED} refused requests from {source.host} within {REFUSAL_WINDOW:g} s: "
+                "not logging the rest of this minute's (they are still counted)",
+            )
 
 
 _RESPONSE_HANDLERS: dict[_Kind, Callable[[UserAgent, _Outgoing, SipResponse, float], None]] = {

@@ -8,6 +8,7 @@ import pytest
 
 from sipcallhunt.config import AccountConfig
 from sipcallhunt.sip.events import (
+    INFO,
     CallAnswered,
     CallConfirmed,
     CallEnded,
@@ -309,6 +310,31 @@ def test_refused_requests_are_counted_and_logged_with_their_source() -> None:
     ):
         assert any(line.startswith(prefix) for line in lines), (prefix, lines)
     assert any(line.startswith("481: REFER for no dialog of ours from udp:203.0.113.66") for line in lines), lines
+
+
+def test_a_flood_of_refused_requests_is_counted_but_logged_ten_times_a_minute() -> None:
+    h = Harness()
+
+    def flood(source: Endpoint, count: int) -> list[str]:
+        start = len(h.events)
+        for i in range(count):
+            h.deliver(
+                invite(branch=f"z9hG4bKflood{source.host}{h.now}{i}", call_id=f"flood-{source.host}-{h.now}-{i}"),
+                source=source,
+            )
+        return [e.message for e in h.events[start:] if isinstance(e, LogLine) and e.level >= INFO]
+
+    lines = flood(STRANGER, 25)
+    assert len(lines) == 11 and all(
+        line.startswith("403: INVITE from untrusted udp:203.0.113.66") for line in lines[:10]
+    )
+    assert lines[10].startswith("more than 10 refused requests from 203.0.113.66 within 60 s")
+    assert h.ua.counters["untrusted_requests"] == 25 and h.ua.counters["refusals_not_logged"] == 15
+    assert len(flood(Endpoint("udp", "203.0.113.67", 5060), 3)) == 3  # another address is logged
+    h.advance(30.0)
+    assert flood(STRANGER, 1) == []  # still the same minute
+    h.advance(31.0)
+    assert len(flood(STRANGER, 1)) == 1  # a new one
 
 
 def test_refer_in_a_call_is_refused_and_logged_with_its_target() -> None:
