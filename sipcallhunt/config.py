@@ -78,6 +78,7 @@ class AccountConfig:
     domain: str | None = None  # default: the registrar's host
     outbound_proxy: SipUri | None = None
     expires: int = 300
+    reregister_interval: float = 25.0  # refresh the binding at least this often (0: as expiry requires)
     register: bool = True
     display_name: str | None = None
 
@@ -390,6 +391,7 @@ def parse_config(text: str, path: Path) -> Config:
                 "domain",
                 "outbound_proxy",
                 "expires",
+                "reregister_interval",
                 "register",
                 "display_name",
             },
@@ -419,6 +421,14 @@ def parse_config(text: str, path: Path) -> Config:
                     int,
                     300,
                     check=lambda v: None if 10 <= v <= 86400 else "must be 10-86400 seconds",
+                ),
+                reregister_interval=r.get(
+                    item,
+                    key,
+                    "reregister_interval",
+                    float,
+                    25.0,
+                    check=lambda v: None if v == 0 or 5 <= v <= 86400 else "must be 0 (off) or 5-86400 seconds",
                 ),
                 register=r.get(item, key, "register", bool, True),
                 display_name=r.get(item, key, "display_name", str, None),

@@ -16,6 +16,10 @@ keep-alive was answered.  Everything is driven by ``now``:
   ``keepalive_interval`` seconds.  A ping that is not answered within :data:`PING_PATIENCE`
   marks the registrar *unreachable*; the first answer after that means the registrar came back
   (and may have forgotten us after a restart), so REGISTER is sent at once.
+* A registrar that restarts between two keep-alives is not noticed by them, and many forget
+  their bindings on a restart (Asterisk, Kamailio without a database).  So the binding is also
+  refreshed at least every ``reregister_interval`` seconds (0: only as the expiry requires),
+  which bounds how long such a restart leaves the account unreachable.
 * ``stop`` → UNREGISTERING (REGISTER with Expires 0) → STOPPED.
 
 Each change of state is reported with a :class:`StateChanged` action for the log.  The
@@ -102,6 +106,7 @@ class StateChanged:
     old: RegState
     new: RegState
     detail: str
+    routine: bool = False  # a scheduled refresh that changed nothing: worth a DEBUG line, not INFO
 
 
 RegistrationAction = SendRegister | SendKeepalive | StateChanged
@@ -121,6 +126,7 @@ class Registration:
     account: str
     expires: int
     keepalive_interval: float = 30.0
+    reregister_interval: float = 0.0  # refresh at least this often (0: as the expiry requires)
     retry_base: float = 1.0
     retry_max: float = 60.0
     state: RegState = RegState.IDLE
@@ -133,6 +139,7 @@ class Registration:
     _ping_due: float | None = attrs.field(init=False, default=None)
     _ping_id: int = attrs.field(init=False, default=0)
     _ping_sent: float | None = attrs.field(init=False, default=None)  # the unanswered ping
+    _refreshing: bool = attrs.field(init=False, default=False)  # the REGISTER in flight is a refresh
 
     def __attrs_post_init__(self) -> None:
         self._requested = self.expires
@@ -166,12 +173,17 @@ class Registration:
                 granted = self._requested
             if granted <= 0:
                 return self._fail(now, "registrar granted no binding (expires 0)")
+            routine = self._refreshing and granted == self.granted
+            self._refreshing = False
             self.granted = granted
             self.failures = 0
             self._too_brief = 0
-            self._due = now + refresh_delay(granted)
+            delay = refresh_delay(granted)
+            if self.reregister_interval > 0:
+                delay = min(delay, self.reregister_interval)
+            self._due = now + delay
             self._arm_ping(now)
-            return self._go(_In.SUCCESS, now, f"registered for {granted} s")
+            return self._go(_In.SUCCESS, now, f"registered for {granted} s", routine=routine)
         if status == 423 and min_expires is not None and self._too_brief < 3:
             self._too_brief += 1
             self._requested = max(self._requested, min_expires)
@@ -222,7 +234,8 @@ class Registration:
         if self._due is not None and now >= self._due:
             self._due = None
             if self.state is RegState.REGISTERED:
-                actions += self._go(_In.REFRESH_DUE, now, "refreshing registration")
+                self._refreshing = True
+                actions += self._go(_In.REFRESH_DUE, now, "refreshing registration", routine=True)
                 actions.append(SendRegister(self._requested))
             elif self.state is RegState.RETRY_WAIT:
                 actions += self._go(_In.RETRY_DUE, now, f"retrying (attempt {self.failures + 1})")
@@ -260,9 +273,11 @@ class Registration:
             self._arm_ping(now)
         return self._go(_In.FAILURE, now, f"{detail}; retry in {delay:g} s")
 
-    def _go(self, event: _In, now: float, detail: str) -> list[RegistrationAction]:
+    def _go(self, event: _In, now: float, detail: str, *, routine: bool = False) -> list[RegistrationAction]:
         new = _TRANSITIONS.get((self.state, event))
         if new is None:
             return []
+        if event is not _In.REFRESH_DUE:
+            self._refreshing = False
         old, self.state = self.state, new
-        return [StateChanged(self.account, old, new, detail)]
+        return [StateChanged(self.account, old, new, detail, routine)]

@@ -304,7 +304,12 @@ class UserAgent:
         self._accounts: dict[str, _AccountState] = {}
         for account in accounts:
             registration = (
-                Registration(account.name, account.expires, keepalive_interval=settings.keepalive_interval)
+                Registration(
+                    account.name,
+                    account.expires,
+                    keepalive_interval=settings.keepalive_interval,
+                    reregister_interval=account.reregister_interval,
+                )
                 if account.register
                 else None
             )
@@ -1068,7 +1073,10 @@ class UserAgent:
             elif isinstance(action, StateChanged):
                 registered = action.new is RegState.REGISTERED
                 state.registered = registered
-                level = WARNING if action.new is RegState.RETRY_WAIT or action.old is action.new else INFO
+                if action.new is RegState.RETRY_WAIT or action.old is action.new:
+                    level = WARNING
+                else:
+                    level = DEBUG if action.routine else INFO
                 self._log(level, f"account {action.account}: {action.old.value} → {action.new.value}: {action.detail}")
                 self._events.append(RegistrationChanged(action.account, action.new.value, action.detail, registered))
         self._schedule(state)

@@ -736,6 +736,23 @@ def test_registers_again_after_kamailio_restart(testbed: TestBed, tap: SipTap) -
     assert running.daemon.wait_reachable(pbx, "hotline", timeout=5) == 200
 
 
+def test_registers_again_after_a_quick_kamailio_restart(testbed: TestBed) -> None:
+    """A restart between two keep-alives (30 s apart, the default) is invisible to them, and Kamailio
+    forgets its bindings: ``reregister_interval`` (5 s here) bounds how long the hotline stays
+    unreachable."""
+    pbx = testbed.pbx
+    running = start_daemon(testbed, sip={"keepalive_interval": 30}, account={"reregister_interval": 5})
+    pbx.kill()
+    pbx.start()
+    back = time.monotonic()
+    assert pbx.contacts("hotline") == []  # the new Kamailio does not know us
+    running.daemon.wait_registered(pbx, "hotline", timeout=10)
+    took = time.monotonic() - back
+    print(f"registered again {took:.1f} s after a quick restart (reregister_interval 5 s)")
+    assert took <= 5 + 2.0
+    assert "registrar not answering" not in running.daemon.log_text()  # the keep-alives saw nothing
+
+
 # --- hostile and broken input ---------------------------------------------------------------------
 
 GARBAGE: Final = (

@@ -55,6 +55,36 @@ def test_honours_the_granted_expiry_and_refreshes() -> None:
     assert reg.state is RegState.REGISTERING
 
 
+def test_reregister_interval_caps_the_refresh() -> None:
+    """A registrar restart between keep-alives is not seen by them: the binding is refreshed at least
+    every ``reregister_interval`` seconds, but never later than the expiry requires."""
+    reg = Registration("main", 300, keepalive_interval=0, reregister_interval=25)
+    reg.start(0.0)
+    reg.register_response(200, 1.0, granted=300)
+    refreshes = []
+    for _ in range(3):
+        events = advance(reg, refreshes[-1] + 100 if refreshes else 100.0)
+        refreshes.append(next(t for t, a in events if isinstance(a, SendRegister)))
+        reg.register_response(200, refreshes[-1] + 0.1, granted=300)
+    assert refreshes == pytest.approx([26.0, 51.1, 76.2])
+    short = Registration("main", 300, keepalive_interval=0, reregister_interval=25)
+    short.start(0.0)
+    short.register_response(200, 0.0, granted=20)  # the registrar grants less: its expiry rules
+    assert [t for t, a in advance(short, 100.0) if isinstance(a, SendRegister)] == [pytest.approx(15.0)]
+
+
+def test_routine_refreshes_are_marked_for_a_quiet_log() -> None:
+    reg = Registration("main", 300, keepalive_interval=0, reregister_interval=25)
+    first = [a for a in reg.start(0.0) + reg.register_response(200, 0.1, granted=300) if isinstance(a, StateChanged)]
+    assert [a.routine for a in first] == [False, False]
+    refresh = [a for _, a in advance(reg, 30.0) if isinstance(a, StateChanged)]
+    refresh += [a for a in reg.register_response(200, 26.0, granted=300) if isinstance(a, StateChanged)]
+    assert [(a.new, a.routine) for a in refresh] == [(RegState.REGISTERING, True), (RegState.REGISTERED, True)]
+    advance(reg, 60.0)
+    changed = [a for a in reg.register_response(200, 51.0, granted=120) if isinstance(a, StateChanged)]
+    assert [a.routine for a in changed] == [False]  # the registrar changed its mind: worth INFO
+
+
 def test_interval_too_brief_retries_with_min_expires() -> None:
     reg = Registration("main", 30, keepalive_interval=0)
     reg.start(0.0)
