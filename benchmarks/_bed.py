@@ -35,6 +35,8 @@ __all__ = [
     "LoadBed",
     "ProcSample",
     "QuietSipp",
+    "busy_percent",
+    "cpu_busy",
     "SippStats",
     "percentile",
     "proc_sample",
@@ -180,6 +182,27 @@ def proc_sample(pid: int) -> ProcSample:
     return ProcSample(time.monotonic(), cpu, rss, fds, threads)
 
 
+def cpu_busy() -> dict[int, tuple[float, float]]:
+    """Per CPU: (busy, total) jiffies from /proc/stat (every process on the machine)."""
+    result = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                values = [float(x) for x in fields[:8]]
+                idle = values[3] + values[4]  # idle + iowait
+                result[int(name[3:])] = (sum(values) - idle, sum(values))
+    return result
+
+
+def busy_percent(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]) -> dict[int, float]:
+    return {
+        cpu: 100 * (after[cpu][0] - before[cpu][0]) / max(1e-9, after[cpu][1] - before[cpu][1])
+        for cpu in before
+        if cpu in after
+    }
+
+
 # --- the call log --------------------------------------------------------------------------------
 
 
@@ -255,6 +278,7 @@ class LoadBed:
     metrics_address: tuple[str, int] | None = attrs.field(default=None, init=False)
     host: str = attrs.field(default="", init=False)
     _stops: contextlib.ExitStack = attrs.field(factory=contextlib.ExitStack, init=False)
+    _peers: list[Sipp] = attrs.field(factory=list, init=False)
     _daemon_args: tuple[Path, dict[str, str], tuple[str, ...]] = attrs.field(default=None, init=False)
 
     @classmethod
@@ -363,6 +387,27 @@ class LoadBed:
     def sample(self) -> ProcSample:
         return proc_sample(self.daemon_pid)
 
+    def peers_cpu(self) -> float:
+        """CPU seconds (utime+stime) of the running peers: every process in the process groups
+        of Kamailio and of the sipp callers and agents (each leads its own group)."""
+        groups = {p.pid for p in self._peers if p.is_running}
+        pbx = self.bed.pbx.pid
+        if pbx is not None:
+            groups.add(pbx)
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) in groups:
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def metrics(self) -> Metrics | None:
         if self.metrics_address is None:
             return None
@@ -417,6 +462,7 @@ class LoadBed:
             name=f"{uas.name}-register",
         )
         agent = RegisteredSipp(pbx, user, uas, registrar)
+        self._peers.append(uas)
         self._stops.callback(lambda: agent.terminate() if agent.registrar.pid is not None else None)
         return agent.start(timeout=10)
 
@@ -449,6 +495,7 @@ class LoadBed:
         )
         self._stops.callback(lambda: caller.terminate() if caller.is_running else None)
         caller.start()
+        self._peers.append(caller)
         return caller
 
     def log_problems(self, count: int = 10) -> list[str]:

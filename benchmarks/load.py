@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._bed import LoadBed, percentile
+from benchmarks._bed import LoadBed, busy_percent, cpu_busy, percentile
 from benchmarks.machine import print_header
 from tests.e2e.harness import RtpStream, info_dtmf_requests
 
@@ -71,6 +71,8 @@ def run_step(bed: LoadBed, rate: float, seconds: float, call_ms: int, py_spy: Pa
     before_calls = len(bed.calls())
     count = max(1, round(rate * seconds))
     start = bed.sample()
+    machine_start = cpu_busy()
+    peers_start = bed.peers_cpu()
     profiler = None
     if py_spy is not None:
         py_spy.mkdir(parents=True, exist_ok=True)
@@ -92,6 +94,8 @@ def run_step(bed: LoadBed, rate: float, seconds: float, call_ms: int, py_spy: Pa
     # the placing window: sample the daemon's CPU over it
     time.sleep(seconds)
     placing = bed.sample()
+    machine = busy_percent(machine_start, cpu_busy())
+    peers = bed.peers_cpu() - peers_start
     result = caller.wait()
     calls = _wait_drained(bed, before_calls + count, timeout=30)[before_calls:]
     end = bed.sample()
@@ -123,6 +127,9 @@ def run_step(bed: LoadBed, rate: float, seconds: float, call_ms: int, py_spy: Pa
         "bridge_p99": percentile(bridged, 99),
         "cpu_%": 100 * (placing.cpu - start.cpu) / (placing.time - start.time),
         "cpu_ms/call": 1000 * (end.cpu - start.cpu) / count,
+        "peers_%": 100 * peers / (placing.time - start.time),
+        "cpu0_%": machine.get(0, math.nan),
+        "cpu1_%": machine.get(1, math.nan),
         "rss_MiB": end.rss_kib / 1024,
         "detail": {
             "sipp_exit": result.exit_code,
@@ -242,8 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         bed.agent(AGENT, scenario, params=params)
         print(f"# work dir {bed.workdir}; metrics endpoint: {'yes' if bed.metrics_address else 'no'}")
         columns = ["offered", "achieved", "calls", "failed", "setup_p50", "setup_p95", "setup_p99",
-                   "bridge_p50", "bridge_p95", "bridge_p99", "cpu_%", "cpu_ms/call", "rss_MiB"]  # fmt: skip
-        print("# setup = caller INVITE -> 200 OK (ms); bridge = INVITE -> agent bridged (ms, call log)")
+                   "bridge_p50", "bridge_p95", "bridge_p99", "cpu_%", "cpu_ms/call", "peers_%", "cpu0_%",
+                   "cpu1_%",
+                   "rss_MiB"]  # fmt: skip
+        print("# setup = caller INVITE -> 200 OK (ms, sipp's clock); bridge = INVITE -> agent bridged (ms, call log);")
+        print("# cpu_% = the daemon's CPU over the placing window (100 = one core); peers_% = Kamailio's and sipp's;")
+        print("# cpuN_% = how busy CPU N was")
+        print("# (every process on the machine, not only this bed's)")
         print(" ".join(f"{c:>11}" for c in columns))
         best = 0.0
         for rate in steps:
