@@ -161,16 +161,22 @@ def _rate_args(rate: float) -> list[str]:
 @attrs.frozen
 class ProcSample:
     time: float  # monotonic
-    cpu: float  # utime + stime, seconds
+    cpu: float  # utime + stime, seconds (every thread)
     rss_kib: int
     fds: int
     threads: int
+    main_cpu: float  # utime + stime of the main thread (the event loop), seconds
+
+
+def _stat_cpu(path: str) -> float:
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_sample(pid: int) -> ProcSample:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = _stat_cpu(f"/proc/{pid}/stat")
+    main_cpu = _stat_cpu(f"/proc/{pid}/task/{pid}/stat")
     rss = threads = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -179,7 +185,7 @@ def proc_sample(pid: int) -> ProcSample:
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return ProcSample(time.monotonic(), cpu, rss, fds, threads)
+    return ProcSample(time.monotonic(), cpu, rss, fds, threads, main_cpu)
 
 
 def cpu_busy() -> dict[int, tuple[float, float]]:

@@ -17,9 +17,11 @@ Per step (a new sipp at ``-r RATE`` for ``--seconds``, then the calls drain): of
 achieved calls/s, failed calls (sipp's failed count + calls the call log does not show as
 connected + calls it lacks), caller INVITE → 200 OK (sipp's ``-trace_rtt``) and caller INVITE →
 agent bridged (call log: ``bridged - started``) p50/p95/p99 in ms, the daemon's CPU % over the
-placing window (utime+stime from /proc; one core = 100 %) and its CPU ms per call over the
-whole step.  Steps stop at the first with failures (``--all``: run them all).  The figure the
-goal asks for is the highest step with zero failures.
+placing window (utime+stime from /proc; one core = 100 %), of its event-loop thread alone (the
+rest is the call-log writer thread), its CPU ms per call over the whole step, the CPU of Kamailio
+and sipp, and how busy each CPU of the machine was (everyone's processes: the machine is shared).
+Steps stop at the first with failures (``--all``: run them all).  The figure the goal asks for is
+the highest step with zero failures.
 
 Then the memory per bridged call: ``--hold N`` calls are set up and held bridged; the daemon's
 RSS (/proc VmRSS) at that plateau minus before, divided by the bridged calls counted in the call
@@ -126,6 +128,7 @@ def run_step(bed: LoadBed, rate: float, seconds: float, call_ms: int, py_spy: Pa
         "bridge_p95": percentile(bridged, 95),
         "bridge_p99": percentile(bridged, 99),
         "cpu_%": 100 * (placing.cpu - start.cpu) / (placing.time - start.time),
+        "loop_%": 100 * (placing.main_cpu - start.main_cpu) / (placing.time - start.time),
         "cpu_ms/call": 1000 * (end.cpu - start.cpu) / count,
         "peers_%": 100 * peers / (placing.time - start.time),
         "cpu0_%": machine.get(0, math.nan),
@@ -249,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         bed.agent(AGENT, scenario, params=params)
         print(f"# work dir {bed.workdir}; metrics endpoint: {'yes' if bed.metrics_address else 'no'}")
         columns = ["offered", "achieved", "calls", "failed", "setup_p50", "setup_p95", "setup_p99",
-                   "bridge_p50", "bridge_p95", "bridge_p99", "cpu_%", "cpu_ms/call", "peers_%", "cpu0_%",
+                   "bridge_p50", "bridge_p95", "bridge_p99", "cpu_%", "loop_%", "cpu_ms/call", "peers_%", "cpu0_%",
                    "cpu1_%",
                    "rss_MiB"]  # fmt: skip
         print("# setup = caller INVITE -> 200 OK (ms, sipp's clock); bridge = INVITE -> agent bridged (ms, call log);")
-        print("# cpu_% = the daemon's CPU over the placing window (100 = one core); peers_% = Kamailio's and sipp's;")
+        print("# cpu_% = the daemon's CPU over the placing window (100 = one core), loop_% = its event-loop thread's")
+        print("# (the rest is the call-log writer thread); peers_% = Kamailio's and sipp's;")
         print("# cpuN_% = how busy CPU N was")
         print("# (every process on the machine, not only this bed's)")
         print(" ".join(f"{c:>11}" for c in columns))
