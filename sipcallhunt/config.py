@@ -25,6 +25,7 @@ __all__ = [
 
 import ipaddress
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -128,6 +129,11 @@ class HotlineConfig:
 @attrs.frozen(kw_only=True)
 class CallLogConfig:
     path: Path = Path("calls.sqlite3")
+    node: str | None = None  # this daemon's name in a shared call log; None: the host name
+
+    @property
+    def node_name(self) -> str:
+        return self.node or socket.gethostname()
 
 
 @attrs.frozen(kw_only=True)
@@ -453,8 +459,18 @@ def parse_config(text: str, path: Path) -> Config:
 
     # [calllog]
     calllog_data = r.get(data, "", "calllog", dict, {})
-    r.table(calllog_data, "calllog", {"path"})
-    calllog = CallLogConfig(path=_resolve(base, r.get(calllog_data, "calllog", "path", str, "calls.sqlite3")))
+    r.table(calllog_data, "calllog", {"path", "node"})
+    calllog = CallLogConfig(
+        path=_resolve(base, r.get(calllog_data, "calllog", "path", str, "calls.sqlite3")),
+        node=r.get(
+            calllog_data,
+            "calllog",
+            "node",
+            str,
+            None,
+            check=lambda v: None if 0 < len(v) <= 64 and v.isprintable() else "expected 1-64 printable characters",
+        ),
+    )
 
     # [metrics]
     metrics_data = r.get(data, "", "metrics", dict, {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from sipcallhunt.calllog import (
     SqliteCallLog,
     open_call_log,
 )
-from sipcallhunt.errors import CallLogError
+from sipcallhunt.errors import CallLogError, ConfigError
 from sipcallhunt.records import (
     AttemptEnd,
     AttemptRecord,
@@ -622,3 +623,24 @@ async def test_a_record_is_committed_moments_after_it_is_queued(db: Path) -> Non
     latencies.sort()
     print(f"queued -> committed: median {latencies[25] * 1000:.2f} ms, max {latencies[-1] * 1000:.2f} ms")
     assert latencies[-1] < 5.0
+
+
+def test_the_daemon_closes_the_calls_of_its_own_node_name(log: SqliteCallLog, tmp_path: Path) -> None:
+    """``[calllog] node`` names the daemon in a shared log: at start it closes only its own open calls,
+    so a second daemon on the same host (another node name) keeps its live calls."""
+    from sipcallhunt.config import parse_config
+    from sipcallhunt.runtime.daemon import Daemon
+
+    base = '[sip]\nlisten = "127.0.0.1:5070"\n[[account]]\nname = "pbx"\nregistrar = "sip:127.0.0.1"\n'
+    base += 'username = "h"\npassword = "p"\n[calllog]\n'
+    config = parse_config(base + 'node = "hotline-1"\n', tmp_path / "a.toml")
+    assert config.calllog.node_name == "hotline-1"
+    assert parse_config(base, tmp_path / "b.toml").calllog.node_name == socket.gethostname()
+    with pytest.raises(ConfigError, match=r"calllog\.node"):
+        parse_config(base + 'node = ""\n', tmp_path / "c.toml")
+    log.write_call(call("mine", node="hotline-1", answered=T0 + 0.5))
+    log.write_call(call("theirs", node="hotline-2", answered=T0 + 0.5))
+    Daemon._close_interrupted_calls(log, config.calllog.node_name)
+    mine, theirs = log.get_call("mine"), log.get_call("theirs")
+    assert mine is not None and mine.outcome is Outcome.FAILED
+    assert theirs is not None and theirs.outcome is None

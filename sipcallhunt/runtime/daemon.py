@@ -156,7 +156,7 @@ class Daemon:
             store = open_call_log(config.calllog.path)
         except CallLogError as exc:
             raise ConfigError(ConfigProblem(str(config.path), "calllog.path", str(exc))) from None
-        self._close_interrupted_calls(store)
+        self._close_interrupted_calls(store, config.calllog.node_name)
         self.calllog = AsyncCallLog(store)
         bind_host = config.sip.listen_host
         self.engine = MediaEngine(
@@ -175,7 +175,7 @@ class Daemon:
             engine=self.engine,
             calllog=self.calllog,
             media_host=self.host,
-            node=socket.gethostname(),
+            node=config.calllog.node_name,
         )
         self.ua = UserAgent(
             UaSettings(
@@ -228,10 +228,10 @@ class Daemon:
         return all(state is not None and state.value == "registered" for state in states)
 
     @staticmethod
-    def _close_interrupted_calls(store: CallLog) -> None:
+    def _close_interrupted_calls(store: CallLog, node: str) -> None:
         """Calls an earlier run of this node left without an end (it was killed) are closed as failed."""
         try:
-            closed = store.close_unfinished(socket.gethostname(), INTERRUPTED)
+            closed = store.close_unfinished(node, INTERRUPTED)
         except CallLogError as exc:
             log.error("call log: cannot close the calls an earlier run left unfinished: %s", exc)
             return
