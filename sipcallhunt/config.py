@@ -604,7 +604,9 @@ def _hotline(
         if file is None:
             continue
         path = _resolve(base, file)
-        if not path.is_file():
+        if path.is_dir():
+            r.problem(f"{key}.{prompt}", f"{str(path)!r} is a folder, not an audio file")
+        elif not path.is_file():
             r.problem(f"{key}.{prompt}", f"audio file {str(path)!r} does not exist")
         else:
             prompts[prompt] = path
