@@ -15,12 +15,13 @@ is capped, in all and per untrusted address.  Each is counted.
 
 from __future__ import annotations
 
-__all__ = ["SipEndpoint"]
+__all__ = ["SipEndpoint", "redact_dtmf"]
 
 import asyncio
 import collections
 import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
@@ -53,6 +54,22 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_DTMF_SIGNAL = re.compile(r"(?im)^(signal[ \t]*=[ \t]*)\S+")
+_DTMF_TYPE = re.compile(r"(?im)^(?:content-type|c)[ \t]*:[ \t]*application/dtmf[ \t\r]*(?:;|$)")
+
+
+def redact_dtmf(text: str) -> str:
+    """A SIP message for the TRACE log with the keys of a SIP INFO DTMF body replaced by ``*``:
+    a caller's PIN never reaches the log, whatever the log level."""
+    if "application/dtmf" not in text.lower():
+        return text
+    text = _DTMF_SIGNAL.sub(r"\1*", text)
+    head, sep, body = text.partition("\r\n\r\n")
+    if sep and body.strip() and _DTMF_TYPE.search(head):
+        body = "*"
+    return head + sep + body
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -257,14 +274,14 @@ class SipEndpoint:
             return
         source = Endpoint("udp", addr[0], addr[1])
         if log.isEnabledFor(TRACE):
-            log.log(TRACE, "← %s\n%s", source, data.decode("utf-8", "replace"))
+            log.log(TRACE, "← %s\n%s", source, redact_dtmf(data.decode("utf-8", "replace")))
         self.ua.receive_datagram(data, source, self.loop.time())
         self.pump()
 
     def _message(self, message: Any, source: Endpoint) -> None:
         self.counters["tcp_in"] += 1
         if log.isEnabledFor(TRACE):
-            log.log(TRACE, "← %s\n%s", source, bytes(message).decode("utf-8", "replace"))
+            log.log(TRACE, "← %s\n%s", source, redact_dtmf(bytes(message).decode("utf-8", "replace")))
         self.ua.receive_message(message, source, self.loop.time())
         self.pump()
 
@@ -283,7 +300,7 @@ class SipEndpoint:
                 TRACE,
                 "→ %s\n%s",
                 destination,
-                data.decode("utf-8", "replace"),
+                redact_dtmf(data.decode("utf-8", "replace")),
                 extra={"call_id": self.leg_labels.get(event.leg, event.leg) if event.leg else "-"},
             )
         if destination.transport == "udp":

@@ -138,3 +138,18 @@ def test_silent_tcp_connections_are_closed_and_one_address_cannot_take_every_slo
             await endpoint.close()
 
     asyncio.run(main())
+
+
+def test_trace_log_never_shows_info_dtmf_keys() -> None:
+    """At TRACE every SIP message is logged in full, except the keys of SIP INFO DTMF bodies."""
+    from sipcallhunt.runtime.sip import redact_dtmf
+
+    relay = (
+        "INFO sip:h@x SIP/2.0\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\n"
+        "Signal=7\r\nDuration=160\r\n"
+    )
+    assert redact_dtmf(relay).endswith("\r\n\r\nSignal=*\r\nDuration=160\r\n")
+    plain = "INFO sip:h@x SIP/2.0\r\nc: application/dtmf\r\nContent-Length: 1\r\n\r\n5"
+    assert redact_dtmf(plain).endswith("\r\n\r\n*") and "5" not in redact_dtmf(plain).split("\r\n\r\n")[1]
+    invite = "INVITE sip:h@x SIP/2.0\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n"
+    assert redact_dtmf(invite) == invite
