@@ -83,6 +83,19 @@ def test_the_signalled_address_always_wins() -> None:
     assert latch.check(PEER, 1.2) is LatchResult.FOREIGN
 
 
+def test_the_signalled_host_takes_its_media_back_from_a_stranger() -> None:
+    """A stranger wins the race for the first packet; the real phone sends from its SDP host but
+    another port (as baresip does): it re-latches, and the stranger is foreign from then on.  Once
+    the latch is on the signalled host, another port of that host does not move it."""
+    latch = Latch(signalled=SIGNALLED)
+    assert latch.check(STRANGER, 1.0) is LatchResult.LATCHED
+    same_host = (SIGNALLED[0], SIGNALLED[1] + 10)
+    assert latch.check(same_host, 1.02) is LatchResult.LATCHED
+    assert latch.check(STRANGER, 1.04) is LatchResult.FOREIGN
+    assert latch.check((SIGNALLED[0], SIGNALLED[1] + 20), 1.06) is LatchResult.FOREIGN
+    assert latch.latched == same_host
+
+
 def test_optional_relatch_after_silence() -> None:
     latch = Latch(relatch_after=2.0)
     latch.check(PEER, 1.0)

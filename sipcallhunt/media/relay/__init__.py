@@ -9,9 +9,11 @@ nothing in this module touches a socket or reads a clock (``now`` is an argument
   peer's packets really come from is learnt from the first packet, because many endpoints
   (baresip among them) send from another address than their SDP says.  Before latching any
   source is accepted and latched; after latching only the latched source is accepted, except
-  the address signalled in SDP, which always wins (re-latch), and — if ``relatch_after`` is
-  set — any source once the latched one has been silent that long (a peer whose NAT binding or
-  port changed).  Everything else is dropped and counted as a foreign source.
+  the address signalled in SDP, which always wins (re-latch), and any port of the signalled
+  host while the latch is on another host (a phone that sends from another port than its SDP
+  says takes its media back from a stranger who won the race for the first packet), and — if
+  ``relatch_after`` is set — any source once the latched one has been silent that long (a peer
+  whose NAT binding or port changed).  Everything else is dropped and counted as a foreign source.
 
 * :class:`RelayPath` — the per-packet rewrite from one leg to the other, called once per packet
   on the fast path.  The receiver of a leg must see ONE stream (RFC 3550 §8: one SSRC per
@@ -149,9 +151,11 @@ class Latch:
         if source == self.latched:
             self.last_seen = now
             return LatchResult.ACCEPT
+        signalled = self.signalled
         if (
             self.latched is None
-            or source == self.signalled
+            or source == signalled
+            or (signalled is not None and source[0] == signalled[0] != self.latched[0])
             or (self.relatch_after is not None and now - self.last_seen >= self.relatch_after)
         ):
             self.latched = source
@@ -356,4 +360,3 @@ class RelayPath:
         counters.packets_out += 1
         counters.octets_out += out
         return out
-
