@@ -58,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from sipcallhunt.config import load_config
+    from sipcallhunt.config import file_warnings, load_config
     from sipcallhunt.errors import ConfigError
     from sipcallhunt.runtime.daemon import advertised_host, load_prompt_sets
 
@@ -71,6 +71,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 2
     sip = config.sip
     print(f"configuration {config.path}: OK")
+    for warning in file_warnings(config.path):
+        print(f"warning: {warning}")
     print(
         f"SIP: listen {sip.listen_host}:{sip.listen_port} ({'+'.join(sip.transports)}), "
         f"advertised as {advertised_host(config)}, RTP ports {sip.rtp_port_min}-{sip.rtp_port_max}"

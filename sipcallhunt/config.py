@@ -665,6 +665,20 @@ def _hotline(
     )
 
 
+def file_warnings(path: Path) -> list[str]:
+    """What is unsafe about the configuration file itself (it holds SIP passwords and PINs)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & 0o004:
+        return [
+            f"{path}: readable by every user of this machine (mode {mode & 0o777:04o}), "
+            "yet it holds SIP passwords and PINs: chmod 640 (owner root, group of the service user)"
+        ]
+    return []
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the configuration file at ``path``."""
     path = Path(path)

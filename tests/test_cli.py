@@ -21,6 +21,24 @@ def test_check_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "hotline support" in out and "Alice: 201" in out
 
 
+def test_check_warns_when_the_file_with_passwords_is_world_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "hotline.toml"
+    config.write_text(
+        '[sip]\nlisten = "127.0.0.1:5060"\n[[account]]\nname = "main"\nregistrar = "sip:127.0.0.1"\n'
+        'username = "u"\npassword = "secret"\n',
+        encoding="utf-8",
+    )
+    config.chmod(0o644)
+    assert main(["check", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: {config}: readable by every user of this machine (mode 0644)" in out
+    config.chmod(0o640)
+    assert main(["check", "-c", str(config)]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_check_names_file_and_key_of_each_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from sipcallhunt.calllog import AsyncCallLog, CallLog, open_call_log
-from sipcallhunt.config import Config, HotlineConfig, load_config
+from sipcallhunt.config import Config, HotlineConfig, file_warnings, load_config
 from sipcallhunt.errors import AudioFileError, CallLogError, ConfigError, ConfigProblem, SipCallHuntError
 from sipcallhunt.media.prompt import PromptCache
 from sipcallhunt.prompts import BUNDLED_NAMES, bundled_music, bundled_prompt
@@ -308,6 +308,8 @@ class Daemon:
 
 async def run(config: Config) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
+    for warning in file_warnings(config.path):
+        log.warning("%s", warning)
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -198,6 +198,7 @@ def start_hotline(
         data["metrics"] = {"listen": f"{host}:{free_port(host)}"}
     config = bed.workdir / "sipcallhunt.toml"
     config.write_text(toml_dumps(data), encoding="utf-8")
+    config.chmod(0o600)  # it holds passwords (the daemon warns otherwise)
     daemon = bed.daemon(config).start()
     for _, user in accounts:
         daemon.wait_registered(pbx, user, timeout=15)

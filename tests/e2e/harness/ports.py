@@ -308,4 +308,5 @@ def write_sipcallhunt_config(
         data["metrics"] = {"listen": f"{metrics[0]}:{metrics[1]}"}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(toml_dumps(data), encoding="utf-8")
+    path.chmod(0o600)  # it holds passwords (the daemon warns otherwise)
     return path
