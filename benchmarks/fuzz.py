@@ -18,6 +18,9 @@ rtp             ``RtpPacket.parse``, ``payload_bounds``, ``peek_header``     ``R
 rtcp            ``parse_compound``                                           ``RtpError``
 rfc4733         ``parse_rfc4733_payload``, ``Rfc4733Receiver.receive``       ``RtpError``
 sip-info        ``parse_info_dtmf``                                          ``RemoteProtocolError``
+digest          a 401/407 with this challenge value: ``challenges_of``,      ``SipParseError``
+                ``DigestSession``, the authorised request serialised and
+                parsed back (realm, nonce and opaque must survive quoting)
 ==============  ===========================================================  =====================
 
 Inputs come from a seed corpus (valid messages as sipp, baresip, Asterisk and Kamailio send them,
@@ -322,6 +325,34 @@ INFO_SEEDS = [
     b"application/sdp\n\n" + SDP_SIPP,
     b"-\n\nSignal=1",
 ]
+
+
+DIGEST_SEEDS = [
+    b'Digest realm="asterisk", nonce="1a2b3c4d"',
+    b'Digest realm="kamailio.test", nonce="ZW5kIG9mIG5vbmNl", qop="auth", algorithm=MD5',
+    b'Digest realm="sip.example.org", qop="auth,auth-int", algorithm=SHA-256, '
+    b'nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"',
+    b'Digest realm="a", nonce="b", algorithm=SHA-512-256-sess, qop=auth, stale=TRUE, userhash=true',
+    b'Digest realm="with \\"quotes\\" and \\\\ backslash", nonce="n", domain="sip:a sip:b"',
+    b'Basic realm="x", Digest realm="y", nonce="z"',
+    b'Digest realm="r",nonce="n",,,algorithm=md5-sess,qop="auth"',
+    b"Digest realm=token, nonce=token",
+]
+
+
+def generate_digest(rng: random.Random) -> bytes:
+    params = []
+    for _ in range(rng.randrange(7)):
+        name = rng.choice([b"realm", b"nonce", b"qop", b"algorithm", b"opaque", b"stale", b"userhash", b"domain", b"x"])
+        value = rng.choice(
+            [
+                *(b'"a"', b'"\\""', b'"a,b"', b"auth", b'"auth,auth-int"', b"MD5", b"SHA-256-sess", b'""', b"true"),
+                *(b'"\xff\xfe"', b'"' + b"n" * rng.randrange(1, 2000) + b'"', b"", b'"unterminated'),
+            ]
+        )
+        params.append(name + rng.choice([b"=", b" = ", b""]) + value)
+    scheme = rng.choice([b"Digest", b"digest", b"Basic", b"", b"Digest Digest"])
+    return scheme + b" " + rng.choice([b",", b", ", b" ,"]).join(params)
 
 
 def _torture() -> list[bytes]:
@@ -1249,6 +1280,50 @@ def run_sip_info(data: bytes) -> None:
             raise RoundTripError(f"INFO duration {digit.duration!r}")
 
 
+def run_digest(data: bytes) -> None:
+    from sipcallhunt.sip.digest import DigestSession, challenges_of
+    from sipcallhunt.sip.message import SipResponse
+
+    status, header = (b"407", b"Proxy-Authenticate") if data[:1] == b"P" else (b"401", b"WWW-Authenticate")
+    wire = (
+        b"SIP/2.0 " + status + b" Unauthorized\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKd\r\n"
+        b"From: <sip:h@pbx>;tag=1\r\nTo: <sip:h@pbx>;tag=2\r\nCall-ID: d@1\r\nCSeq: 1 REGISTER\r\n"
+        + header + b": " + data + b"\r\nContent-Length: 0\r\n\r\n"
+    )  # fmt: skip
+    response = parse_message(wire)
+    if not isinstance(response, SipResponse):
+        return
+    challenges = challenges_of(response)
+    session = DigestSession("hotline", "secret", lambda: "c0ffee")
+    session.on_challenge(response)
+    request = parse_message(
+        b"REGISTER sip:pbx SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKr\r\nFrom: <sip:h@pbx>;tag=1\r\n"
+        b"To: <sip:h@pbx>\r\nCall-ID: d@1\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert isinstance(request, SipRequest)
+    again = parse_message(bytes(session.authorize(request)))
+    answered = {c.realm for c in challenges if c.supported}
+    sent = challenges_of_request(again)
+    if {realm for realm, _ in sent} != answered:
+        raise RoundTripError(f"realms answered {sorted(answered)!r}, sent {sorted(sent)!r}")
+    for realm, nonce in sent:
+        if not any(c.realm == realm and c.nonce == nonce for c in challenges):
+            raise RoundTripError(f"realm {realm!r}: nonce {nonce!r} changed on the way")
+
+
+def challenges_of_request(request: object) -> set[tuple[str, str]]:
+    """(realm, nonce) of every credential an authorised request carries, read back as a server would."""
+    from sipcallhunt.sip.digest import parse_challenges
+
+    assert isinstance(request, SipRequest)
+    out = set()
+    for name in ("Authorization", "Proxy-Authorization"):
+        for value in request.headers.get_all(name):
+            for credential in parse_challenges(value):
+                out.add((credential.realm, credential.nonce))
+    return out
+
+
 @attrs.frozen
 class Target:
     name: str
@@ -1303,6 +1378,7 @@ TARGETS: dict[str, Target] = {
         Target("rtcp", run_rtcp, RtpError, _rtcp_seeds, mutate_rtcp, generate_rtcp),
         Target("rfc4733", run_rfc4733, RtpError, _rfc4733_seeds, mutate_records, generate_rfc4733),
         Target("sip-info", run_sip_info, RemoteProtocolError, lambda: list(INFO_SEEDS), mutate_text, generate_info),
+        Target("digest", run_digest, SipParseError, lambda: list(DIGEST_SEEDS), mutate_text, generate_digest),
     )
 }
 
