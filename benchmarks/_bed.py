@@ -6,7 +6,8 @@ sipp UACs on the PBX's trusted gateway address (routed to the hotline without a 
 agents are sipp UASs registered with the PBX.  The sipp processes here run without message
 traces (:class:`QuietSipp`): at hundreds of calls per second the trace files would cost more
 CPU than the calls.  Each sipp writes its statistics (``-trace_stat``) and, for callers, every
-call's INVITE → 200 OK time (``-trace_rtt``).
+call's INVITE → 200 OK time (``-trace_rtt``).  The daemon's own figures come from /proc (CPU,
+RSS, descriptors), its call log, and its ``/metrics`` endpoint.
 
 Everything uses addresses from ``$SIPCALLHUNT_E2E_NETWORK`` (locked per address, as the e2e
 tests do) and is stopped by PID when the bed closes.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -285,7 +287,7 @@ class LoadBed:
     host: str = attrs.field(default="", init=False)
     _stops: contextlib.ExitStack = attrs.field(factory=contextlib.ExitStack, init=False)
     _peers: list[Sipp] = attrs.field(factory=list, init=False)
-    _daemon_args: tuple[Path, dict[str, str], tuple[str, ...]] = attrs.field(default=None, init=False)
+    _daemon_args: tuple[Path, dict[str, str], tuple[str, ...]] | None = attrs.field(default=None, init=False)
 
     @classmethod
     @contextlib.contextmanager
@@ -294,6 +296,7 @@ class LoadBed:
     ) -> Iterator[LoadBed]:
         workdir = Path(tempfile.mkdtemp(prefix=f"sipcallhunt-{name}-"))
         bed = cls(workdir, users, daemon_cpu, peer_cpu, keep)
+        affinity = os.sched_getaffinity(0)
         try:
             with LoopbackPool(NETWORK).lease() as lease:
                 bed.bed = TestBed(workdir, lease, users=tuple((u, f"{u}pw") for u in users))
@@ -304,11 +307,9 @@ class LoadBed:
                         yield bed
                 finally:
                     bed.bed.close()
-                    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+                    os.sched_setaffinity(0, affinity)
         finally:
             if not keep:
-                import shutil
-
                 shutil.rmtree(workdir, ignore_errors=True)
 
     # --- the daemon ---------------------------------------------------------------------------
@@ -371,6 +372,7 @@ class LoadBed:
     def restart_daemon(self) -> Daemon:
         """Stop the daemon (if running) and start a fresh one with the same config; wait for
         every registration."""
+        assert self._daemon_args is not None, "start_daemon() first"
         config, environment, accounts = self._daemon_args
         if self.daemon is not None:
             self.daemon.stop(timeout=30)

@@ -77,7 +77,11 @@ def _cases(voice: str, wrong_pin: str) -> list[Case]:
             "uac_call",
             {"pcap": wrong_pin, "call_ms": 15000},
             [{"number": "acc"}],
-            {"pins": ["2468"], "pin_attempts": 1, "pin_timeout": 3},
+            # Every call has its own number (no lockout), and no hotline-wide limit on failed PIN calls
+            # (it would refuse all but 10 a minute with 403).  The guard remembers each failing number
+            # for pin_lockout_time (900 s by default: longer than the soak, a steady growth by design);
+            # 60 s lets its table reach its steady size early, so that RSS growth means a leak.
+            {"pins": ["2468"], "pin_attempts": 1, "pin_timeout": 3, "pin_rate_limit": 0, "pin_lockout_time": 60},
         ),
         Case("silent", "failed", "uac_call_quiet", {"call_ms": 15000}, [ringing]),
     ]
