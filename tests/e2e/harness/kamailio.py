@@ -98,6 +98,9 @@ class Kamailio:
     debug: int = 2
     """Kamailio's log level (2 = info: one line per routed request and registration)."""
     startup_timeout: float = 5.0
+    shm_mb: int = 64
+    """Kamailio's shared memory pool (``-m``): transactions live there; 64 MB lasts to about
+    150 calls/s through a B2BUA (each call's transactions are kept for seconds after they end)."""
     _process: ManagedProcess | None = attrs.field(default=None, init=False)
     _rundir: Path | None = attrs.field(default=None, init=False)
     starts: int = attrs.field(default=0, init=False)
@@ -195,7 +198,7 @@ class Kamailio:
             "-Y", str(self._rundir),
             "-P", str(self._rundir / "kamailio.pid"),
             "-DD", "-E",
-            "-m", "64", "-M", "8",
+            "-m", str(self.shm_mb), "-M", "8",
         ]  # fmt: skip
         self._process = ManagedProcess(argv, self.log_path)
         self._process.start()

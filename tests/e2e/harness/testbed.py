@@ -54,6 +54,7 @@ class TestBed:
     workdir: Path
     lease: AddressLease
     users: Sequence[tuple[str, str]] = DEFAULT_USERS
+    pbx_shm_mb: int = 64  # the PBX's shared memory (Kamailio -m), more for load tests
     _pbx: Kamailio | None = attrs.field(default=None, init=False)
     _gateway_ip: str | None = attrs.field(default=None, init=False)
     _cleanups: contextlib.ExitStack = attrs.field(factory=contextlib.ExitStack, init=False)
@@ -86,6 +87,7 @@ class TestBed:
                 workdir=self.workdir / "pbx",
                 users=tuple(self.users),
                 gateways=(self.gateway_ip,),
+                shm_mb=self.pbx_shm_mb,
             )
             self._cleanups.callback(pbx.stop)
             self._logs.append(("kamailio", pbx.log_tail))
