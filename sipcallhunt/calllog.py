@@ -56,7 +56,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, ClassVar, Final, Self, TypeVar
 
 import attrs
 
@@ -212,6 +212,17 @@ class CallLog(abc.ABC):
     @abc.abstractmethod
     def write_attempt(self, record: AttemptRecord) -> None:
         """Insert or replace the attempt ``(record.call_id, record.seq)``; committed before returning."""
+
+    atomic_batches: ClassVar[bool] = False
+    """True when :meth:`write_many` commits all of its records or none."""
+
+    def write_many(self, records: Sequence[LogRecord]) -> None:
+        """Store several records, in order; all or none when :attr:`atomic_batches` says so."""
+        for record in records:
+            if isinstance(record, CallRecord):
+                self.write_call(record)
+            else:
+                self.write_attempt(record)
 
     @abc.abstractmethod
     def recent_calls(
@@ -424,6 +435,27 @@ class SqliteCallLog(CallLog):
     def write_attempt(self, record: AttemptRecord) -> None:
         self._write(_ATTEMPTS, record, f"attempt {record.seq} of call {record.call_id}")
 
+    atomic_batches: ClassVar[bool] = True
+
+    def write_many(self, records: Sequence[LogRecord]) -> None:
+        """One transaction for all of ``records`` (each gets its own revision, in order)."""
+        if not records:
+            return
+        with self._lock:
+            db = self._conn()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("UPDATE log_revision SET rev = rev + ? WHERE id = 1", (len(records),))
+                last = db.execute("SELECT rev FROM log_revision WHERE id = 1").fetchone()[0]
+                for rev, record in enumerate(records, start=last - len(records) + 1):
+                    table = _CALLS if isinstance(record, CallRecord) else _ATTEMPTS
+                    db.execute(table.upsert_sql(), [*table.encode(record), rev])
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise CallLogError(f"{self.path}: cannot store {len(records)} records: {exc}") from None
+
     def recent_calls(
         self, limit: int = 50, *, hotline: str | None = None, since: float | None = None
     ) -> list[CallRecord]:
@@ -532,6 +564,12 @@ def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseExceptio
         future.set_result(result)
 
 
+def _record_key(record: LogRecord) -> tuple[object, ...]:
+    if isinstance(record, CallRecord):
+        return ("call", record.call_id)
+    return ("attempt", record.call_id, record.seq)
+
+
 class AsyncCallLog:
     """A :class:`CallLog` behind one writer thread, for the asyncio daemon (which must never wait on disk).
 
@@ -542,6 +580,7 @@ class AsyncCallLog:
     """
 
     LOGGED_ERRORS: Final = 10  # log the first failures one by one, then every 1000th
+    BATCH: Final = 500  # records written in one transaction at most
 
     def __init__(self, store: CallLog, *, max_pending: int = 100_000, name: str = "calllog-writer") -> None:
         self.store = store
@@ -617,8 +656,26 @@ class AsyncCallLog:
     # ---------------------------------------------------------------------------- the writer thread
 
     def _run(self) -> None:
+        pending: _Barrier | _Query | None = None
         while True:
-            item = self._queue.get()
+            item = pending if pending is not None else self._queue.get()
+            pending = None
+            if isinstance(item, CallRecord | AttemptRecord):
+                # Whatever queued up meanwhile goes into the same transaction: under load one
+                # commit (and one wake-up of this thread) serves many records.
+                batch: list[LogRecord] = [item]
+                while len(batch) < self.BATCH:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(more, CallRecord | AttemptRecord):
+                        batch.append(more)
+                    else:
+                        pending = more  # a barrier or query waits for the batch before it
+                        break
+                self._store_batch(batch)
+                continue
             if isinstance(item, _Barrier):
                 if item.stop:
                     self._close_store()
@@ -631,8 +688,25 @@ class AsyncCallLog:
                 except Exception as exc:  # noqa: BLE001  # handed to the awaiting caller
                     result, error = None, exc
                 self._resolve(item.loop, item.future, result, error)
-            else:
-                self._store(item)
+
+    def _store_batch(self, batch: list[LogRecord]) -> None:
+        if len(batch) == 1 or not self.store.atomic_batches:
+            for record in batch:
+                self._store(record)
+            return
+        # Several snapshots of one record in the batch: only the last is written, in its place.
+        last: dict[tuple[object, ...], int] = {}
+        for index, record in enumerate(batch):
+            last[_record_key(record)] = index
+        try:
+            self.store.write_many([r for i, r in enumerate(batch) if last[_record_key(r)] == i])
+        except Exception:  # noqa: BLE001  # nothing was stored: one by one, so one bad record costs only itself
+            for record in batch:
+                self._store(record)
+            return
+        self.written += len(batch)
+        with self._count_lock:
+            self._pending -= len(batch)
 
     def _store(self, record: LogRecord) -> None:
         try:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -644,3 +644,70 @@ def test_the_daemon_closes_the_calls_of_its_own_node_name(log: SqliteCallLog, tm
     mine, theirs = log.get_call("mine"), log.get_call("theirs")
     assert mine is not None and mine.outcome is Outcome.FAILED
     assert theirs is not None and theirs.outcome is None
+
+
+class AtomicRecordingStore(RecordingStore):
+    """A recording store that takes batches all or none, and says how it was called."""
+
+    atomic_batches = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def write_many(self, records: Sequence[LogRecord]) -> None:
+        self.batches.append([f"{r.call_id}/{r.end_reason}" for r in records])
+        if any(r.call_id in self.fail_on for r in records):
+            raise CallLogError("disk full")
+        self.written.extend(records)
+
+
+async def test_async_batches_what_queued_up_keeping_the_last_snapshot_in_its_place() -> None:
+    store = AtomicRecordingStore()
+    store.gate.clear()  # the disk is slow: records queue up behind the first
+    front = AsyncCallLog(store)
+    front.write_call(call("first"))
+    await asyncio.sleep(0.05)
+    for i, name in enumerate(["a", "b", "a", "c", "b", "a"]):
+        front.write_call(call(name, end_reason=str(i)))
+    store.gate.set()
+    await front.flush()
+    assert store.batches == [["c/3", "b/4", "a/5"]]  # one transaction; a's and b's last snapshots only
+    assert [r.call_id for r in store.written] == ["first", "c", "b", "a"]
+    assert front.written == 7 and front.pending == 0 and front.errors == 0
+    await front.close()
+
+
+async def test_async_a_failed_batch_is_retried_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
+    store = AtomicRecordingStore()
+    store.fail_on = {"bad"}
+    store.gate.clear()
+    front = AsyncCallLog(store)
+    front.write_call(call("first"))
+    await asyncio.sleep(0.05)
+    for name in ("x", "bad", "y"):
+        front.write_call(call(name))
+    store.gate.set()
+    with caplog.at_level(logging.ERROR, logger="sipcallhunt.calllog"):
+        await front.flush()
+    assert [r.call_id for r in store.written] == ["first", "x", "y"]
+    assert front.errors == 1 and front.written == 3 and front.pending == 0
+    assert any("cannot store call bad" in r.getMessage() for r in caplog.records)
+    await front.close()
+
+
+def test_sqlite_write_many_is_one_transaction_with_a_revision_each(log: SqliteCallLog) -> None:
+    log.write_call(call("before"))
+    cursor = log.latest_cursor()
+    log.write_many([call("c1"), attempt("c1", 1), call("c2")])
+    changes, after = log.changes_since(cursor)
+    assert [(type(r).__name__, r.call_id) for r in changes] == [
+        ("CallRecord", "c1"),
+        ("AttemptRecord", "c1"),
+        ("CallRecord", "c2"),
+    ]
+    assert after == cursor + 3
+    broken = attrs.evolve(call("c3"), pin_result=object())  # not storable: the whole batch is refused
+    with pytest.raises(CallLogError):
+        log.write_many([call("c3-ok"), broken])
+    assert log.get_call("c3-ok") is None and log.latest_cursor() == after
