@@ -19,6 +19,7 @@ __all__ = ["SipEndpoint", "redact_dtmf"]
 
 import asyncio
 import collections
+import functools
 import ipaddress
 import logging
 import re
@@ -48,6 +49,7 @@ TCP_CONNECT_TIMEOUT: Final = 5.0
 T = TypeVar("T")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

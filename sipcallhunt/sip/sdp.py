@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -586,6 +587,7 @@ class _MediaBuilder:
 # -- offer / answer ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
 def _addr_type(address: str) -> str:
     try:
         return "IP6" if isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address) else "IP4"
