@@ -25,9 +25,11 @@ thread and a queue.  ``write_call``/``write_attempt`` only enqueue (writes happe
 flush()`` waits for what was queued before it; ``await close()`` drains the queue and closes the store.
 A failed write is logged (with the call's id) and counted, never raised into the call flow.
 
-Durability: the writer commits each record as soon as it reaches it (no batching, no timer), so a
-call's final record is committed within milliseconds of the call's end (measured: well under 2 ms
-while the queue is empty); a ``kill -9`` after that loses nothing.  What a killed daemon cannot write
+Durability: the writer commits as soon as it gets to a record, with no timer: whatever queued up
+while it was busy goes into the same transaction (a store with ``atomic_batches``), so under load
+one commit serves many records and an idle writer commits each at once.  A call's final record is
+committed within milliseconds of the call's end (measured: well under 2 ms while the queue is
+empty); a ``kill -9`` after that loses nothing.  What a killed daemon cannot write
 is the end of the calls it was handling: :meth:`CallLog.close_unfinished`, run when the daemon
 starts, closes its node's calls that have no outcome as failed.
 """
