@@ -408,14 +408,17 @@ class SqliteCallLog(CallLog):
             raise CallLogError(f"{self.path}: the call log is closed")
         return self._db
 
-    def _write(self, table: _Table, record: LogRecord, what: str) -> None:
+    def _write(self, records: Sequence[LogRecord], what: str) -> None:
+        """Store ``records`` in one transaction, each with its own revision (in order)."""
         with self._lock:
             db = self._conn()
             try:
                 db.execute("BEGIN IMMEDIATE")
-                db.execute("UPDATE log_revision SET rev = rev + 1 WHERE id = 1")
-                rev = db.execute("SELECT rev FROM log_revision WHERE id = 1").fetchone()[0]
-                db.execute(table.upsert_sql(), [*table.encode(record), rev])
+                db.execute("UPDATE log_revision SET rev = rev + ? WHERE id = 1", (len(records),))
+                last = db.execute("SELECT rev FROM log_revision WHERE id = 1").fetchone()[0]
+                for rev, record in enumerate(records, start=last - len(records) + 1):
+                    table = _CALLS if isinstance(record, CallRecord) else _ATTEMPTS
+                    db.execute(table.upsert_sql(), [*table.encode(record), rev])
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if db.in_transaction:
@@ -432,31 +435,17 @@ class SqliteCallLog(CallLog):
     # ---------------------------------------------------------------------------- CallLog
 
     def write_call(self, record: CallRecord) -> None:
-        self._write(_CALLS, record, f"call {record.call_id}")
+        self._write([record], f"call {record.call_id}")
 
     def write_attempt(self, record: AttemptRecord) -> None:
-        self._write(_ATTEMPTS, record, f"attempt {record.seq} of call {record.call_id}")
+        self._write([record], f"attempt {record.seq} of call {record.call_id}")
 
     atomic_batches: ClassVar[bool] = True
 
     def write_many(self, records: Sequence[LogRecord]) -> None:
         """One transaction for all of ``records`` (each gets its own revision, in order)."""
-        if not records:
-            return
-        with self._lock:
-            db = self._conn()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("UPDATE log_revision SET rev = rev + ? WHERE id = 1", (len(records),))
-                last = db.execute("SELECT rev FROM log_revision WHERE id = 1").fetchone()[0]
-                for rev, record in enumerate(records, start=last - len(records) + 1):
-                    table = _CALLS if isinstance(record, CallRecord) else _ATTEMPTS
-                    db.execute(table.upsert_sql(), [*table.encode(record), rev])
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise CallLogError(f"{self.path}: cannot store {len(records)} records: {exc}") from None
+        if records:
+            self._write(records, f"{len(records)} records")
 
     def recent_calls(
         self, limit: int = 50, *, hotline: str | None = None, since: float | None = None
