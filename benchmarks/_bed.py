@@ -366,6 +366,7 @@ class LoadBed:
             data["metrics"] = {"listen": f"{host}:{self.metrics_address[1]}"}
         config = self.workdir / "sipcallhunt.toml"
         config.write_text(toml_dumps(data), encoding="utf-8")
+        config.chmod(0o600)  # it holds a password (the daemon warns otherwise)
         environment = dict(os.environ)
         environment.update(env or {})
         self._daemon_args = (config, environment, tuple(accounts))
