@@ -361,7 +361,7 @@ class LoadBed:
             "calllog": {"path": str(self.calllog)},
             "logging": {"level": log_level},
         }
-        if metrics and metrics_supported():
+        if metrics:
             self.metrics_address = (host, free_port(host))
             data["metrics"] = {"listen": f"{host}:{self.metrics_address[1]}"}
         config = self.workdir / "sipcallhunt.toml"
@@ -514,13 +514,6 @@ class LoadBed:
         assert self.daemon is not None
         lines = self.daemon.log_text().splitlines()
         return [line for line in lines if " ERROR " in line or "Traceback" in line or " CRITICAL " in line][:count]
-
-
-def metrics_supported() -> bool:
-    """Whether this daemon has the ``[metrics]`` endpoint."""
-    import importlib.util
-
-    return importlib.util.find_spec("sipcallhunt.runtime.metrics") is not None
 
 
 # --- figures -------------------------------------------------------------------------------------
