@@ -254,8 +254,9 @@ def _port(value: int) -> str | None:
     return None if 1 <= value <= 65535 else "must be a port number 1-65535"
 
 
-def _hostport(text: str) -> tuple[str, int] | None:
-    host, port = text, "5060"
+def _hostport(text: str, default_port: int | None = 5060) -> tuple[str, int] | None:
+    """``host:port`` (``[v6]:port``) parsed; without a port, ``default_port`` (None: a port is required)."""
+    host, port = text, "" if default_port is None else str(default_port)
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -478,7 +479,7 @@ def parse_config(text: str, path: Path) -> Config:
     metrics = MetricsConfig()
     metrics_listen = r.get(metrics_data, "metrics", "listen", str, None)
     if metrics_listen is not None:
-        parsed_metrics = _hostport(metrics_listen) if ":" in metrics_listen.rpartition("]")[2] else None
+        parsed_metrics = _hostport(metrics_listen, default_port=None)
         if parsed_metrics is None:
             r.problem("metrics.listen", f'{metrics_listen!r} is not host:port (e.g. "127.0.0.1:9464")')
         else:
