@@ -16,7 +16,6 @@ __all__ = ["Daemon", "load_prompt_sets", "run"]
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import secrets
 import shutil
@@ -34,7 +33,8 @@ from sipcallhunt.prompts import BUNDLED_NAMES, bundled_music, bundled_prompt
 from sipcallhunt.runtime.hotline import HotlineService, PromptSet
 from sipcallhunt.runtime.media import MediaEngine
 from sipcallhunt.runtime.metrics import MetricsServer, daemon_families
-from sipcallhunt.runtime.sip import SipEndpoint
+from sipcallhunt.runtime.sip import SipEndpoint, is_ip
+from sipcallhunt.sip.registration import RegState
 from sipcallhunt.sip.useragent import UaSettings, UserAgent
 
 log = logging.getLogger("sipcallhunt.daemon")
@@ -66,11 +66,8 @@ async def resolve_trusted(hosts: frozenset[str]) -> frozenset[str]:
     loop = asyncio.get_running_loop()
     addresses = set(hosts)
     for host in sorted(hosts):
-        try:
-            ipaddress.ip_address(host)
+        if is_ip(host):
             continue
-        except ValueError:
-            pass
         try:
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
         except OSError as exc:
@@ -219,13 +216,17 @@ class Daemon:
                 "required" if hotline.pins else "not required",
             )
 
-    def _registered(self) -> bool:
-        """Health: every account that registers is registered."""
+    def registrations(self) -> dict[str, bool]:
+        """Each account that registers, and whether it is registered now."""
         ua = self.ua
         if ua is None:
-            return False
-        states = [ua.registration_state(a.name) for a in self.config.accounts if a.register]
-        return all(state is not None and state.value == "registered" for state in states)
+            return {}
+        accounts = [a.name for a in self.config.accounts if a.register]
+        return {name: ua.registration_state(name) is RegState.REGISTERED for name in accounts}
+
+    def _registered(self) -> bool:
+        """Health: every account that registers is registered."""
+        return self.ua is not None and all(self.registrations().values())
 
     @staticmethod
     def _close_interrupted_calls(store: CallLog, node: str) -> None:

@@ -118,14 +118,8 @@ def daemon_families(daemon: Daemon) -> list[Family]:
                 _by_label("counter", ua.counters),
             )
         )
-        registered = []
-        for account in daemon.config.accounts:
-            state = ua.registration_state(account.name)
-            if state is not None:
-                registered.append(({"account": account.name}, 1.0 if state.value == "registered" else 0.0))
-        families.append(
-            Family("sipcallhunt_registered", "gauge", "1 while the account is registered.", tuple(registered))
-        )
+        registered = tuple(({"account": name}, 1.0 if ok else 0.0) for name, ok in daemon.registrations().items())
+        families.append(Family("sipcallhunt_registered", "gauge", "1 while the account is registered.", registered))
         families.append(
             Family("sipcallhunt_sip_legs", "gauge", "SIP call legs in the user agent.", (({}, ua.active_legs),))
         )

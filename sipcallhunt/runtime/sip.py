@@ -15,7 +15,7 @@ is capped, in all and per untrusted address.  Each is counted.
 
 from __future__ import annotations
 
-__all__ = ["SipEndpoint", "redact_dtmf"]
+__all__ = ["SipEndpoint", "is_ip", "redact_dtmf"]
 
 import asyncio
 import collections
@@ -50,7 +50,8 @@ T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=1024)
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IP address (not a name to resolve)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -290,7 +291,7 @@ class SipEndpoint:
     # -- output -----------------------------------------------------------------------------------
     def _send(self, event: SendMessage) -> None:
         destination = event.destination
-        if not _is_ip(destination.host):
+        if not is_ip(destination.host):
             resolved = self._resolved.get(destination.host)
             if resolved is None:
                 self._spawn(self._resolve_and_send(event))
